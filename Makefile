@@ -1,0 +1,45 @@
+# wsgate: `make run` and `make test` are all a new machine needs (Debian 12, root or sudo).
+BUILD_DIR ?= build
+SANITIZE_DIR ?= build-sanitize
+CONFIG ?= config/examples/quickstart.yaml
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps test-deps build run test test-sanitize bench check-config clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh build
+
+test-deps:
+	@scripts/install-deps.sh build test
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	@scripts/run.sh $(BUILD_DIR)/wsgate $(CONFIG)
+
+test: test-deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+	@scripts/test.sh $(BUILD_DIR)
+
+# Same tests on an AddressSanitizer + UndefinedBehaviorSanitizer build.
+test-sanitize: test-deps
+	cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWSGATE_SANITIZE=ON
+	cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  scripts/test.sh $(SANITIZE_DIR)
+
+bench: build
+	@scripts/install-deps.sh bench
+	BUILD_DIR=$(BUILD_DIR) bench/run.sh
+
+check-config: build
+	@for f in config/examples/*.yaml; do $(BUILD_DIR)/wsgate --config $$f --check || exit 1; done
+
+clean:
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)

@@ -1,0 +1,23 @@
+// Loads a YAML file (or text) into a validated `Config`. Every problem found is reported, each
+// with file, line, column and key path; nothing is returned unless the whole file is valid.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "config/diagnostics.h"
+
+namespace wsgate::config {
+
+struct LoadResult {
+  std::shared_ptr<const Config> config;  // null when diagnostics has errors
+  Diagnostics diagnostics;
+};
+
+LoadResult loadFile(const std::string& path, const FilterCatalog& filters);
+// `source_name` stands for the file name in error messages.
+LoadResult loadString(const std::string& yaml, const std::string& source_name,
+                      const FilterCatalog& filters);
+
+}  // namespace wsgate::config

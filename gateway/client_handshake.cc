@@ -1,0 +1,274 @@
+#include "gateway/client_handshake.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "filters/filter.h"
+#include "gateway/connection_record.h"
+#include "gateway/handshake.h"
+#include "gateway/session.h"
+
+namespace wsgate::gateway {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using namespace asio::experimental::awaitable_operators;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
+constexpr size_t kMaxUpstreamHead = 16 * 1024;
+constexpr size_t kMaxUpstreamBody = 64 * 1024;  // a refusal page passed back to the client
+constexpr auto kResponseWriteTimeout = std::chrono::seconds(5);
+
+// Result of an I/O step bounded by a deadline.
+struct Step {
+  error_code ec;
+  bool timed_out = false;
+  bool ok() const { return !ec && !timed_out; }
+};
+
+template <typename Op>
+asio::awaitable<Step> withDeadline(WorkerContext& worker, std::chrono::milliseconds limit,
+                                   Op op) {
+  asio::steady_timer timer(worker.io, limit);
+  auto outcome = co_await (op() || timer.async_wait(kToken));
+  if (outcome.index() == 1) co_return Step{{}, true};
+  co_return Step{std::get<0>(std::get<0>(outcome)), false};
+}
+
+class RequestView final : public filters::HandshakeRequest {
+ public:
+  RequestView(const http::request_header<>& request, std::string_view client,
+              std::string_view route)
+      : request_(request), client_(client), route_(route) {}
+  std::optional<std::string_view> header(std::string_view name) const override {
+    auto it = request_.find(name);
+    if (it == request_.end()) return std::nullopt;
+    return it->value();
+  }
+  std::string_view target() const override { return request_.target(); }
+  std::string_view clientAddress() const override { return client_; }
+  std::string_view routeName() const override { return route_; }
+
+ private:
+  const http::request_header<>& request_;
+  std::string_view client_;
+  std::string_view route_;
+};
+
+// State of one handshake; lives in the coroutine frame.
+class Handshake {
+ public:
+  Handshake(WorkerContext& worker, std::shared_ptr<const RoutingTable> table, size_t listener,
+            asio::ip::tcp::socket socket, std::string client_ip)
+      : worker_(worker),
+        table_(std::move(table)),
+        listener_(table_->config()->listeners[listener]),
+        listener_index_(listener),
+        record_(worker.stats, listener_.name),
+        client_(std::move(socket)),
+        client_ip_(std::move(client_ip)) {}
+
+  asio::awaitable<void> run();
+
+ private:
+  asio::awaitable<void> reject(unsigned status, std::string_view reason,
+                               std::string_view metric_reason);
+  asio::awaitable<void> send(http::response<http::string_body> response);
+  asio::awaitable<void> passBackRefusal(Stream& upstream, beast::flat_buffer& buffer,
+                                        http::response_parser<http::string_body>& parser,
+                                        const config::Cluster& cluster);
+
+  WorkerContext& worker_;
+  std::shared_ptr<const RoutingTable> table_;
+  const config::Listener& listener_;
+  size_t listener_index_;
+  ConnectionRecord record_;
+  Stream client_;
+  std::string client_ip_;
+};
+
+asio::awaitable<void> Handshake::run() {
+  // 1. Request head, bounded in bytes and time.
+  beast::flat_buffer buffer(listener_.max_request_bytes);
+  http::request_parser<http::empty_body> parser;
+  parser.header_limit(listener_.max_request_bytes);
+  Step read = co_await withDeadline(worker_, listener_.request_timeout, [&] {
+    return http::async_read_header(client_, buffer, parser, kToken);
+  });
+  if (read.timed_out) co_return co_await reject(408, "request head timed out", "timeout");
+  if (read.ec == http::error::header_limit || read.ec == http::error::buffer_overflow) {
+    co_return co_await reject(431, "request header too large", "header_too_large");
+  }
+  if (read.ec == http::error::end_of_stream || read.ec == asio::error::eof ||
+      read.ec == http::error::partial_message || read.ec == asio::error::connection_reset) {
+    co_return;  // the client left; nobody to answer
+  }
+  if (read.ec) co_return co_await reject(400, "malformed HTTP request", "malformed");
+  const http::request_header<>& request = parser.get().base();
+  if (static_cast<size_t>(std::distance(request.begin(), request.end())) >
+      listener_.max_request_headers) {
+    co_return co_await reject(431, "too many request headers", "too_many_headers");
+  }
+
+  // 2. RFC 6455 rules.
+  auto validated = validateUpgradeRequest(request);
+  if (auto* bad = std::get_if<HttpRejection>(&validated)) {
+    co_return co_await reject(bad->status, bad->reason, bad->metric_reason);
+  }
+  ClientUpgrade upgrade = std::get<ClientUpgrade>(std::move(validated));
+
+  // 3. Route.
+  auto host = request.find(http::field::host);
+  const config::Route* route =
+      table_->router(listener_index_).match(host == request.end() ? "" : host->value(),
+                                            request.target());
+  if (!route) co_return co_await reject(404, "no route for this host and path", "no_route");
+
+  // 4. Handshake filters.
+  RequestView view(request, client_ip_, route->name);
+  for (const auto& spec : route->filters) {
+    const auto* factory = static_cast<const filters::FilterFactory*>(spec.built.get());
+    const filters::HandshakeFilter* filter = factory->handshakeFilter();
+    if (!filter) continue;
+    if (auto rejection = filter->onHandshake(view)) {
+      worker_.stats.cell(Metric::kFilterRejections, {route->name, factory->name()}).add(1);
+      co_return co_await reject(rejection->status, rejection->reason, factory->name());
+    }
+  }
+
+  // 5. Upstream: connect, forward the upgrade, read the answer.
+  const config::Cluster* cluster = table_->config()->findCluster(route->cluster);
+  UpstreamConnection connection = co_await table_->upstream(route->cluster)->connect();
+  if (!connection.stream) {
+    record_.setOutcome(outcome::kUpstreamError);
+    if (connection.timed_out) {
+      co_return co_await reject(504, "upstream connect timed out", "upstream_timeout");
+    }
+    co_return co_await reject(502, "upstream unavailable", "upstream_unavailable");
+  }
+  Stream& upstream = *connection.stream;
+  http::request<http::empty_body> forwarded(makeUpstreamRequest(request, client_ip_, "http"));
+  beast::flat_buffer upstream_buffer(kMaxUpstreamHead + kMaxUpstreamBody);
+  http::response_parser<http::string_body> response_parser;
+  response_parser.header_limit(kMaxUpstreamHead);
+  response_parser.body_limit(kMaxUpstreamBody);
+  Step exchange = co_await withDeadline(worker_, cluster->response_timeout, [&] {
+    return http::async_write(upstream, forwarded, kToken);
+  });
+  if (exchange.ok()) {
+    exchange = co_await withDeadline(worker_, cluster->response_timeout, [&] {
+      return http::async_read_header(upstream, upstream_buffer, response_parser, kToken);
+    });
+  }
+  if (!exchange.ok()) {
+    record_.setOutcome(outcome::kUpstreamError);
+    spdlog::warn("cluster {}: upgrade exchange with {} failed: {}", cluster->name,
+                 connection.endpoint,
+                 exchange.timed_out ? "no answer in time" : exchange.ec.message());
+    if (exchange.timed_out) {
+      co_return co_await reject(504, "upstream did not answer the upgrade in time",
+                                "upstream_timeout");
+    }
+    co_return co_await reject(502, "upstream failed during the upgrade", "upstream_bad_handshake");
+  }
+  if (response_parser.get().result() != http::status::switching_protocols) {
+    co_return co_await passBackRefusal(upstream, upstream_buffer, response_parser, *cluster);
+  }
+  auto agreed = validateUpstreamResponse(response_parser.get().base(), upgrade);
+  if (auto* bad = std::get_if<HttpRejection>(&agreed)) {
+    record_.setOutcome(outcome::kUpstreamError);
+    spdlog::warn("cluster {}: bad upgrade answer from {}: {}", cluster->name, connection.endpoint,
+                 bad->reason);
+    co_return co_await reject(bad->status, bad->reason, bad->metric_reason);
+  }
+
+  // 6. Answer the client with the backend's 101, then relay.
+  http::response<http::empty_body> switching(std::move(response_parser.get().base()));
+  Step answered = co_await withDeadline(worker_, kResponseWriteTimeout, [&] {
+    return http::async_write(client_, switching, kToken);
+  });
+  if (!answered.ok()) co_return;
+
+  SessionSetup setup;
+  setup.config = table_->config();
+  setup.route = route;
+  setup.client_address = client_ip_;
+  setup.permessage_deflate = std::get<UpstreamAgreement>(agreed).permessage_deflate;
+  for (const auto& spec : route->filters) {
+    const auto* factory = static_cast<const filters::FilterFactory*>(spec.built.get());
+    if (auto filter = factory->newMessageFilter()) {
+      setup.filters.push_back(std::move(filter));
+      setup.filter_names.push_back(factory->name());
+    }
+  }
+  spdlog::debug("session started: listener={} route={} client={} upstream={}", listener_.name,
+                route->name, client_ip_, connection.endpoint);
+  auto client_early = buffer.data();
+  auto upstream_early = upstream_buffer.data();
+  auto session = std::make_shared<Session>(worker_, std::move(client_), std::move(upstream),
+                                           std::move(setup), std::move(record_));
+  session->start({static_cast<const uint8_t*>(client_early.data()), client_early.size()},
+                 {static_cast<const uint8_t*>(upstream_early.data()), upstream_early.size()});
+}
+
+asio::awaitable<void> Handshake::reject(unsigned status, std::string_view reason,
+                                        std::string_view metric_reason) {
+  worker_.stats.cell(Metric::kHandshakeRejections, {listener_.name, metric_reason}).add(1);
+  if (status < 500) record_.setOutcome(outcome::kRejected);
+  spdlog::debug("handshake from {} on listener {} rejected: {} {}", client_ip_, listener_.name,
+                status, reason);
+  auto response = makeErrorResponse(status, reason);
+  if (status == 426) response.set(http::field::sec_websocket_version, "13");
+  co_await send(std::move(response));
+}
+
+asio::awaitable<void> Handshake::send(http::response<http::string_body> response) {
+  co_await withDeadline(worker_, kResponseWriteTimeout,
+                        [&] { return http::async_write(client_, response, kToken); });
+  client_.close();
+}
+
+asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_buffer& buffer,
+                                                 http::response_parser<http::string_body>& parser,
+                                                 const config::Cluster& cluster) {
+  // No tunnel: the backend's answer goes back whole and the connection ends.
+  record_.setOutcome(outcome::kUpstreamDeclined);
+  worker_.stats.cell(Metric::kHandshakeRejections, {listener_.name, "upstream_declined"}).add(1);
+  Step body = co_await withDeadline(worker_, cluster.response_timeout, [&] {
+    return http::async_read(upstream, buffer, parser, kToken);
+  });
+  upstream.close();
+  if (!body.ok() && body.ec != http::error::end_of_stream) {
+    co_return co_await reject(502, "upstream answered the upgrade with a broken response",
+                              "upstream_bad_handshake");
+  }
+  http::response<http::string_body> response = parser.release();
+  spdlog::debug("upstream declined the upgrade from {} with {}", client_ip_, response.result_int());
+  response.keep_alive(false);
+  response.erase(http::field::upgrade);
+  response.prepare_payload();
+  co_await send(std::move(response));
+}
+
+}  // namespace
+
+asio::awaitable<void> serveClient(WorkerContext& worker, std::shared_ptr<const RoutingTable> table,
+                                  size_t listener_index, asio::ip::tcp::socket socket) {
+  error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  if (ec) co_return;  // already gone
+  socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  Handshake handshake(worker, std::move(table), listener_index, std::move(socket),
+                      peer.address().to_string());
+  co_await handshake.run();
+}
+
+}  // namespace wsgate::gateway

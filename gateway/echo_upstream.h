@@ -1,0 +1,24 @@
+// The built-in `echo` cluster: an in-process WebSocket server on the far end of a socket pair.
+// The gateway talks to it exactly as to a remote backend (same upgrade exchange, same relay,
+// same filters and metrics), so it doubles as an end-to-end health check. Echo sessions run as
+// coroutines on the worker that owns the client connection.
+#pragma once
+
+#include "gateway/upstream.h"
+#include "gateway/worker_context.h"
+
+namespace wsgate::gateway {
+
+class EchoUpstream final : public Upstream {
+ public:
+  explicit EchoUpstream(WorkerContext& worker) : worker_(worker) {}
+  boost::asio::awaitable<UpstreamConnection> connect() override;
+
+  // Largest message the echo server takes; bigger ones get close 1009 from it.
+  static constexpr size_t kMaxMessage = 64 * 1024 * 1024;
+
+ private:
+  WorkerContext& worker_;
+};
+
+}  // namespace wsgate::gateway

@@ -1,0 +1,224 @@
+#include "gateway/handshake.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <set>
+
+#include <openssl/evp.h>
+
+namespace wsgate::gateway {
+
+namespace {
+
+constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Calls `visit(token)` for each comma-separated, trimmed, non-empty element.
+template <typename Visit>
+void forEachToken(std::string_view list, Visit&& visit) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view token = trim(list.substr(0, comma));
+    if (!token.empty()) visit(token);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+}
+
+// Tokens of every header `field` (a list may be split over several header lines).
+template <typename Fields, typename Visit>
+void forEachHeaderToken(const Fields& fields, http::field field, Visit&& visit) {
+  for (auto it = fields.find(field); it != fields.end() && it->name() == field; ++it) {
+    forEachToken(it->value(), visit);
+  }
+}
+
+std::string_view extensionName(std::string_view extension) {
+  return trim(extension.substr(0, extension.find(';')));
+}
+
+bool isBase64Key(std::string_view key) {
+  // 16 bytes encode to exactly 24 characters ending in "==".
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  for (size_t i = 0; i < 22; ++i) {
+    const char c = key[i];
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/') return false;
+  }
+  // The last data character carries only 2 significant bits: the rest must be zero.
+  static constexpr std::string_view kLastChars = "AQgw";
+  return kLastChars.find(key[21]) != std::string_view::npos;
+}
+
+HttpRejection bad(unsigned status, std::string reason, std::string metric) {
+  return {status, std::move(reason), std::move(metric)};
+}
+
+}  // namespace
+
+bool tokenListContains(std::string_view list, std::string_view token) {
+  bool found = false;
+  forEachToken(list, [&](std::string_view t) { found = found || iequals(t, token); });
+  return found;
+}
+
+std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
+    const http::request_header<>& request) {
+  if (request.method() != http::verb::get) {
+    return bad(400, "the WebSocket handshake must be a GET", "bad_method");
+  }
+  if (request.version() < 11) {
+    return bad(400, "the WebSocket handshake needs HTTP/1.1", "bad_http_version");
+  }
+  if (request.find(http::field::host) == request.end() ||
+      trim(request[http::field::host]).empty()) {
+    return bad(400, "missing Host header", "missing_host");
+  }
+  if (request.find(http::field::content_length) != request.end()) {
+    const std::string_view length = trim(request[http::field::content_length]);
+    if (length != "0") return bad(400, "an upgrade request cannot carry a body", "has_body");
+  }
+  if (request.find(http::field::transfer_encoding) != request.end()) {
+    return bad(400, "an upgrade request cannot carry a body", "has_body");
+  }
+  if (request.find(http::field::upgrade) == request.end()) {
+    return bad(400, "missing Upgrade: websocket", "missing_upgrade");
+  }
+  bool websocket = false;
+  forEachHeaderToken(request, http::field::upgrade,
+                     [&](std::string_view t) { websocket = websocket || iequals(t, "websocket"); });
+  if (!websocket) return bad(400, "only Upgrade: websocket is supported", "unsupported_upgrade");
+  bool upgrade = false;
+  forEachHeaderToken(request, http::field::connection,
+                     [&](std::string_view t) { upgrade = upgrade || iequals(t, "upgrade"); });
+  if (!upgrade) return bad(400, "Connection header must include upgrade", "bad_connection");
+  auto key = request.find(http::field::sec_websocket_key);
+  if (key == request.end() || !isBase64Key(trim(key->value()))) {
+    return bad(400, "missing or invalid Sec-WebSocket-Key", "bad_key");
+  }
+  auto version = request.find(http::field::sec_websocket_version);
+  if (version == request.end() || trim(version->value()) != "13") {
+    return bad(426, "unsupported Sec-WebSocket-Version (13 is supported)",
+               "unsupported_ws_version");
+  }
+  ClientUpgrade upgrade_request;
+  upgrade_request.key = std::string(trim(key->value()));
+  forEachHeaderToken(request, http::field::sec_websocket_protocol, [&](std::string_view t) {
+    upgrade_request.protocols.emplace_back(t);
+  });
+  forEachHeaderToken(request, http::field::sec_websocket_extensions, [&](std::string_view t) {
+    upgrade_request.extension_names.emplace_back(extensionName(t));
+  });
+  return upgrade_request;
+}
+
+http::request_header<> makeUpstreamRequest(const http::request_header<>& client_request,
+                                           std::string_view client_ip, std::string_view proto) {
+  // Hop-by-hop: RFC 9110 §7.6.1, plus whatever the client's Connection header names.
+  std::set<std::string> drop = {"connection", "keep-alive", "proxy-connection",
+                                "proxy-authenticate", "proxy-authorization", "te",
+                                "trailer", "transfer-encoding", "upgrade"};
+  forEachHeaderToken(client_request, http::field::connection, [&](std::string_view t) {
+    std::string name(t);
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    drop.insert(std::move(name));
+  });
+  http::request_header<> out;
+  out.method(client_request.method());
+  out.target(client_request.target());
+  out.version(11);
+  std::string forwarded_for;
+  for (const auto& field : client_request) {
+    std::string name(field.name_string());
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    if (drop.count(name)) continue;
+    if (name == "x-forwarded-for") {
+      forwarded_for += (forwarded_for.empty() ? "" : ", ") + std::string(trim(field.value()));
+      continue;
+    }
+    if (name == "x-forwarded-proto") continue;
+    out.insert(field.name_string(), field.value());
+  }
+  forwarded_for += (forwarded_for.empty() ? "" : ", ") + std::string(client_ip);
+  out.set(http::field::connection, "Upgrade");
+  out.set(http::field::upgrade, "websocket");
+  out.set("X-Forwarded-For", forwarded_for);
+  out.set("X-Forwarded-Proto", proto);
+  return out;
+}
+
+std::variant<UpstreamAgreement, HttpRejection> validateUpstreamResponse(
+    const http::response_header<>& response, const ClientUpgrade& client) {
+  constexpr std::string_view kMetric = "upstream_bad_handshake";
+  if (response.result() != http::status::switching_protocols) {
+    return bad(502, "upstream did not switch protocols", std::string(kMetric));
+  }
+  if (!tokenListContains(response[http::field::upgrade], "websocket")) {
+    return bad(502, "upstream 101 without Upgrade: websocket", std::string(kMetric));
+  }
+  if (!tokenListContains(response[http::field::connection], "upgrade")) {
+    return bad(502, "upstream 101 without Connection: upgrade", std::string(kMetric));
+  }
+  if (trim(response[http::field::sec_websocket_accept]) != computeAccept(client.key)) {
+    return bad(502, "upstream sent a wrong Sec-WebSocket-Accept", std::string(kMetric));
+  }
+  auto protocol = response.find(http::field::sec_websocket_protocol);
+  if (protocol != response.end()) {
+    const std::string_view chosen = trim(protocol->value());
+    if (std::find(client.protocols.begin(), client.protocols.end(), chosen) ==
+        client.protocols.end()) {
+      return bad(502, "upstream selected a subprotocol the client did not offer",
+                 std::string(kMetric));
+    }
+  }
+  UpstreamAgreement agreement;
+  std::optional<HttpRejection> extension_error;
+  forEachHeaderToken(response, http::field::sec_websocket_extensions, [&](std::string_view ext) {
+    const std::string_view name = extensionName(ext);
+    const bool offered = std::any_of(client.extension_names.begin(), client.extension_names.end(),
+                                     [&](const std::string& n) { return iequals(n, name); });
+    if (!offered && !extension_error) {
+      extension_error = bad(502, "upstream selected an extension the client did not offer",
+                            std::string(kMetric));
+    }
+    if (iequals(name, "permessage-deflate")) agreement.permessage_deflate = true;
+  });
+  if (extension_error) return *extension_error;
+  return agreement;
+}
+
+std::string computeAccept(std::string_view key) {
+  std::string input(key);
+  input += kGuid;
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int digest_size = 0;
+  EVP_Digest(input.data(), input.size(), digest.data(), &digest_size, EVP_sha1(), nullptr);
+  std::array<unsigned char, 64> encoded{};
+  const int n = EVP_EncodeBlock(encoded.data(), digest.data(), static_cast<int>(digest_size));
+  return std::string(reinterpret_cast<const char*>(encoded.data()), static_cast<size_t>(n));
+}
+
+http::response<http::string_body> makeErrorResponse(unsigned status, std::string_view reason,
+                                                     unsigned http_version) {
+  http::response<http::string_body> response(static_cast<http::status>(status), http_version);
+  response.set(http::field::server, "wsgate");
+  response.set(http::field::content_type, "text/plain; charset=utf-8");
+  response.keep_alive(false);
+  response.body() = std::string(reason) + "\n";
+  response.prepare_payload();
+  return response;
+}
+
+}  // namespace wsgate::gateway

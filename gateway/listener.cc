@@ -1,0 +1,65 @@
+#include "gateway/listener.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/socket_base.hpp>
+#include <spdlog/spdlog.h>
+
+#include "gateway/client_handshake.h"
+
+namespace wsgate::gateway {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+tcp::acceptor openAcceptor(asio::io_context& io, const tcp::endpoint& endpoint) {
+  tcp::acceptor acceptor(io);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
+  using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+  acceptor.set_option(ReusePort(true));
+  if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(asio::socket_base::max_listen_connections);
+  return acceptor;
+}
+
+Listener::Listener(WorkerContext& worker, tcp::acceptor acceptor, size_t index,
+                   const std::shared_ptr<const RoutingTable>& table)
+    : worker_(worker), acceptor_(std::move(acceptor)), index_(index), table_(table),
+      retry_(worker.io) {}
+
+void Listener::start() { accept(); }
+
+void Listener::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  retry_.cancel();
+}
+
+void Listener::accept() {
+  acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      // Typically EMFILE/ENFILE: back off so the loop does not spin, then try again.
+      spdlog::warn("accept failed: {}; pausing accepts for 100ms", ec.message());
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([this](const boost::system::error_code& wait_ec) {
+        if (!wait_ec) accept();
+      });
+      return;
+    }
+    asio::co_spawn(worker_.io, serveClient(worker_, table_, index_, std::move(socket)),
+                   [](std::exception_ptr error) {
+                     if (!error) return;
+                     try {
+                       std::rethrow_exception(error);
+                     } catch (const std::exception& e) {
+                       spdlog::error("connection handler failed: {}", e.what());
+                     }
+                   });
+    accept();
+  });
+}
+
+}  // namespace wsgate::gateway

@@ -1,0 +1,389 @@
+#include "gateway/session.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+namespace wsgate::gateway {
+
+namespace {
+
+using boost::asio::const_buffer;
+using boost::system::error_code;
+
+filters::Direction directionOf(int flow) {
+  return flow == 0 ? filters::Direction::kClientToUpstream
+                   : filters::Direction::kUpstreamToClient;
+}
+
+}  // namespace
+
+Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionSetup setup,
+                 ConnectionRecord record)
+    : worker_(worker),
+      legs_{{std::move(client), std::move(upstream)}},
+      setup_(std::move(setup)),
+      record_(std::move(record)),
+      flows_{{Flow(true, setup_.permessage_deflate), Flow(false, setup_.permessage_deflate)}},
+      timer_(worker.io) {
+  const std::string& route = setup_.route->name;
+  for (int f = 0; f < 2; ++f) {
+    const std::string_view dir = filters::directionName(directionOf(f));
+    Flow& flow = flows_[f];
+    flow.frames = &worker_.stats.cell(Metric::kFrames, {route, dir});
+    flow.messages = &worker_.stats.cell(Metric::kMessages, {route, dir});
+    flow.bytes = &worker_.stats.cell(Metric::kBytes, {route, dir});
+    flow.pauses = &worker_.stats.cell(Metric::kBackpressurePauses, {route, dir});
+    flow.protocol_errors = &worker_.stats.cell(Metric::kProtocolErrors, {route, dir});
+  }
+}
+
+Session::~Session() {
+  const auto lived = std::chrono::steady_clock::now() - started_;
+  spdlog::debug("session ended: route={} client={} duration={}ms", setup_.route->name,
+                setup_.client_address,
+                std::chrono::duration_cast<std::chrono::milliseconds>(lived).count());
+}
+
+void Session::start(std::span<const uint8_t> client_early,
+                    std::span<const uint8_t> upstream_early) {
+  record_.setOutcome(outcome::kRelayed);
+  started_ = last_activity_ = std::chrono::steady_clock::now();
+  for (auto& leg : legs_) {
+    error_code ec;
+    leg.setNonBlocking(ec);
+    if (ec) return finish("cannot make socket non-blocking");
+  }
+  armIdleTimer();
+  if (!client_early.empty()) consume(kClient, client_early.data(), client_early.size());
+  if (!upstream_early.empty()) consume(kUpstream, upstream_early.data(), upstream_early.size());
+  startRead(kClient);
+  startRead(kUpstream);
+}
+
+void Session::startRead(int f) {
+  Flow& flow = flows_[f];
+  if (finished_ || flow.waiting_read || flow.mode == Mode::kDone || flow.pending_size != 0) return;
+  flow.waiting_read = true;
+  legs_[f].waitReadable(
+      [self = shared_from_this(), f](const error_code& ec) { self->onReadable(f, ec); });
+}
+
+void Session::onReadable(int f, const error_code& ec) {
+  Flow& flow = flows_[f];
+  flow.waiting_read = false;
+  if (finished_) return;
+  if (ec) return onLegLost(f, ec);
+  const std::span<uint8_t> buffer = worker_.read_buffer;
+  // A full buffer suggests more is queued: read again before going back to the reactor.
+  for (int round = 0; round < 4; ++round) {
+    error_code read_ec;
+    const size_t n = legs_[f].readSome(boost::asio::buffer(buffer.data(), buffer.size()), read_ec);
+    if (read_ec == boost::asio::error::would_block) break;
+    if (read_ec) return onLegLost(f, read_ec);
+    if (setup_.route->idle_timeout.count() > 0) last_activity_ = std::chrono::steady_clock::now();
+    consume(f, buffer.data(), n);
+    if (finished_ || flow.mode == Mode::kDone || flow.pending_size != 0 || n < buffer.size()) break;
+  }
+  startRead(f);
+}
+
+void Session::consume(int f, const uint8_t* data, size_t size) {
+  Flow& flow = flows_[f];
+  in_consume_ = true;
+  consuming_flow_ = f;
+  bool forwarding = flow.mode == Mode::kRelay;
+  size_t forward_end = 0;
+  flow.held_size = 0;
+  size_t pos = 0;
+  while (pos < size && flow.mode != Mode::kDone) {
+    if (flow.remaining > 0) {
+      const size_t take = static_cast<size_t>(std::min<uint64_t>(flow.remaining, size - pos));
+      if (flow.capturing) capture(flow, data + pos, take);
+      pos += take;
+      flow.remaining -= take;
+      if (forwarding) forward_end = pos;
+      if (flow.remaining == 0) onFrameEnd(f);
+    } else {
+      const size_t earlier = flow.parser.buffered();
+      pos += flow.parser.feed(data + pos, size - pos);
+      if (!flow.parser.complete()) break;  // the rest of the header comes with the next read
+      const FrameHeader header = flow.parser.header();
+      bool watch_close = true;
+      if (flow.parser.invalid()) {
+        if (forwarding) {
+          flow.protocol_errors->add(1);
+          rejectSource(f, 1002, "invalid frame length");
+        } else {
+          flow.mode = Mode::kDone;  // no way to find the next frame: stop reading
+        }
+        break;
+      }
+      if (forwarding) {
+        if (admitHeader(f, header)) {
+          if (earlier > 0) {
+            std::memcpy(flow.held.data(), flow.parser.raw().data(), earlier);
+            flow.held_size = static_cast<uint8_t>(earlier);
+          }
+          forward_end = pos;
+        } else {
+          watch_close = false;  // the rejected frame's payload is skipped
+        }
+      }
+      flow.parser.reset();
+      flow.remaining = header.payload_length;
+      flow.capturing = watch_close && header.opcode == opcode::kClose;
+      if (flow.capturing) {
+        flow.captured = 0;
+        flow.control_header = header;
+      }
+      if (flow.remaining == 0) onFrameEnd(f);
+    }
+    if (flow.mode != Mode::kRelay) forwarding = false;
+  }
+  in_consume_ = false;
+
+  std::array<const_buffer, 3> parts;
+  size_t count = 0;
+  if (flow.held_size > 0 && forward_end > 0) parts[count++] = {flow.held.data(), flow.held_size};
+  if (forward_end > 0) parts[count++] = {data, forward_end};
+  if (flow.inject_queued && (flow.mode != Mode::kRelay || flow.remaining == 0)) {
+    flow.inject_queued = false;
+    if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
+    parts[count++] = {flow.inject.bytes.data(), flow.inject.size};
+  }
+  if (count > 0) emit(f, {parts.data(), count});
+  maybeFinish();
+}
+
+bool Session::admitHeader(int f, const FrameHeader& header) {
+  Flow& flow = flows_[f];
+  if (const char* violation = flow.sequencer.check(header)) {
+    flow.protocol_errors->add(1);
+    spdlog::debug("protocol error from {} on route {}: {}", legName(f), setup_.route->name,
+                  violation);
+    rejectSource(f, 1002, violation);
+    return false;
+  }
+  if (!setup_.filters.empty()) {
+    const filters::FrameEvent event{
+        directionOf(f),
+        header.opcode,
+        header.fin,
+        !header.isControl() && flow.sequencer.compressed(),
+        header.payload_length,
+        header.isControl() ? 0 : flow.sequencer.messageLength(),
+    };
+    for (size_t i = 0; i < setup_.filters.size(); ++i) {
+      if (auto verdict = setup_.filters[i]->onFrame(event)) {
+        worker_.stats.cell(Metric::kFilterRejections, {setup_.route->name, setup_.filter_names[i]})
+            .add(1);
+        spdlog::debug("filter {} closed {} on route {}: {} {}", setup_.filter_names[i],
+                      legName(f), setup_.route->name, verdict->code, verdict->reason);
+        rejectSource(f, verdict->code, verdict->reason);
+        return false;
+      }
+      if (finished_ || flow.mode != Mode::kRelay) return false;
+    }
+  }
+  flow.frames->add(1);
+  flow.bytes->add(static_cast<int64_t>(header.size + header.payload_length));
+  if (!header.isControl() && flow.sequencer.messageEnded()) flow.messages->add(1);
+  return true;
+}
+
+void Session::capture(Flow& flow, const uint8_t* data, size_t size) {
+  const size_t n = std::min(size, flow.control.size() - flow.captured);
+  std::memcpy(flow.control.data() + flow.captured, data, n);
+  flow.captured = static_cast<uint8_t>(flow.captured + n);
+}
+
+void Session::onFrameEnd(int f) {
+  Flow& flow = flows_[f];
+  if (flow.capturing) {
+    flow.capturing = false;
+    if (flow.control_header.masked) {
+      applyMask(flow.control.data(), flow.captured, flow.control_header.mask_key, 0);
+    }
+    const uint16_t code = closeCode({flow.control.data(), flow.captured});
+    countClose(legName(f), code);
+    leg_state_[f].close_received = true;
+    if (flow.mode == Mode::kRelay) leg_state_[1 - f].close_queued = true;  // forwarded
+    flow.mode = Mode::kDone;  // nothing may follow a close frame
+    startCloseTimer();
+  }
+  // A gateway close waits for this boundary: stop forwarding here.
+  if (flow.inject_queued && flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
+}
+
+void Session::emit(int f, std::span<const const_buffer> parts) {
+  if (finished_) return;
+  Flow& flow = flows_[f];
+  const int to = 1 - f;
+  if (leg_state_[to].lost) return;
+  if (flow.pending_size != 0) return appendPending(flow, parts, 0);
+  size_t total = 0;
+  for (const auto& part : parts) total += part.size();
+  if (total == 0) return;
+  error_code ec;
+  size_t written = legs_[to].writeSome(parts, ec);
+  if (ec == boost::asio::error::would_block) {
+    written = 0;
+  } else if (ec) {
+    return onLegLost(to, ec);
+  }
+  if (written == total) return;
+  appendPending(flow, parts, written);
+  flow.pauses->add(1);
+  legs_[to].waitWritable(
+      [self = shared_from_this(), f](const error_code& ec) { self->onWritable(f, ec); });
+}
+
+void Session::appendPending(Flow& flow, std::span<const const_buffer> parts, size_t skip) {
+  size_t extra = 0;
+  for (const auto& part : parts) extra += part.size();
+  extra -= skip;
+  const size_t kept = flow.pending_size - flow.pending_offset;
+  auto buffer = std::make_unique<uint8_t[]>(kept + extra);
+  if (kept) std::memcpy(buffer.get(), flow.pending.get() + flow.pending_offset, kept);
+  size_t at = kept;
+  for (const auto& part : parts) {
+    const auto* bytes = static_cast<const uint8_t*>(part.data());
+    size_t n = part.size();
+    const size_t drop = std::min(skip, n);
+    skip -= drop;
+    std::memcpy(buffer.get() + at, bytes + drop, n - drop);
+    at += n - drop;
+  }
+  flow.pending = std::move(buffer);
+  flow.pending_size = at;
+  flow.pending_offset = 0;
+}
+
+void Session::onWritable(int f, const error_code& ec) {
+  if (finished_) return;
+  Flow& flow = flows_[f];
+  const int to = 1 - f;
+  if (flow.pending_size == 0) return;  // dropped meanwhile (destination lost)
+  if (ec) return onLegLost(to, ec);
+  error_code write_ec;
+  const size_t n = legs_[to].writeSome(
+      boost::asio::buffer(flow.pending.get() + flow.pending_offset,
+                          flow.pending_size - flow.pending_offset),
+      write_ec);
+  if (write_ec && write_ec != boost::asio::error::would_block) return onLegLost(to, write_ec);
+  flow.pending_offset += n;
+  if (flow.pending_offset < flow.pending_size) {
+    legs_[to].waitWritable(
+        [self = shared_from_this(), f](const error_code& ec) { self->onWritable(f, ec); });
+    return;
+  }
+  flow.pending.reset();
+  flow.pending_size = flow.pending_offset = 0;
+  maybeFinish();
+  startRead(f);
+}
+
+void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
+  if (finished_) return;
+  LegState& state = leg_state_[leg];
+  if (state.lost || state.close_queued) return;
+  state.close_queued = true;
+  const int f = 1 - leg;  // the flow that writes into `leg`
+  Flow& flow = flows_[f];
+  flow.inject = makeCloseFrame(code, reason, leg == kUpstream);
+  flow.inject_queued = true;
+  countClose("gateway", code);
+  startCloseTimer();
+  if (in_consume_ && consuming_flow_ == f) return;  // consume() injects at its boundary
+  if (flow.mode == Mode::kRelay && flow.remaining > 0) return;  // onFrameEnd stops there
+  flow.inject_queued = false;
+  if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
+  const const_buffer part{flow.inject.bytes.data(), flow.inject.size};
+  emit(f, {&part, 1});
+}
+
+void Session::rejectSource(int f, uint16_t code, std::string_view reason) {
+  queueClose(f, code, reason);
+  queueClose(1 - f, 1001, f == kClient ? "client closed by gateway" : "upstream closed by gateway");
+  if (flows_[f].mode == Mode::kRelay) flows_[f].mode = Mode::kDiscard;  // await its close
+}
+
+void Session::onLegLost(int leg, const error_code& ec) {
+  if (finished_) return;
+  LegState& state = leg_state_[leg];
+  if (state.lost) return;
+  state.lost = true;
+  Flow& from = flows_[leg];
+  Flow& into = flows_[1 - leg];
+  into.pending.reset();  // nothing more can reach the lost leg
+  into.pending_size = into.pending_offset = 0;
+  into.inject_queued = false;
+  if (!state.close_received) {
+    const bool clean = !ec || ec == boost::asio::error::eof;
+    spdlog::debug("{} left route {} without a close frame: {}", legName(leg), setup_.route->name,
+                  clean ? "end of stream" : ec.message());
+    if (from.mode == Mode::kRelay && from.remaining > 0) return finish("lost mid-frame");
+    from.mode = Mode::kDone;
+    if (into.mode == Mode::kRelay) into.mode = Mode::kDiscard;
+    queueClose(1 - leg, clean ? 1001 : 1011,
+               leg == kClient ? "client went away" : "upstream went away");
+  } else {
+    from.mode = Mode::kDone;
+  }
+  maybeFinish();
+  startRead(1 - leg);  // it may have been paused on a write to the lost leg
+}
+
+void Session::startCloseTimer() {
+  if (closing_) return;
+  closing_ = true;
+  timer_.expires_after(setup_.route->close_timeout);
+  timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (!ec) self->finish("closing handshake timed out");
+  });
+}
+
+void Session::armIdleTimer() {
+  const auto idle = setup_.route->idle_timeout;
+  if (idle.count() <= 0 || closing_) return;
+  timer_.expires_at(last_activity_ + idle);
+  timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (ec || self->closing_ || self->finished_) return;
+    const auto idle = self->setup_.route->idle_timeout;
+    if (std::chrono::steady_clock::now() - self->last_activity_ < idle) {
+      return self->armIdleTimer();
+    }
+    self->queueClose(kClient, 1001, "idle timeout");
+    self->queueClose(kUpstream, 1001, "idle timeout");
+  });
+}
+
+void Session::maybeFinish() {
+  if (finished_) return;
+  for (int leg = 0; leg < 2; ++leg) {
+    const LegState& state = leg_state_[leg];
+    if (state.lost) continue;
+    const Flow& into = flows_[1 - leg];
+    if (!state.close_received || !state.close_queued) return;
+    if (into.pending_size != 0 || into.inject_queued) return;
+  }
+  finish("closed");
+}
+
+void Session::finish(std::string_view why) {
+  if (finished_) return;
+  finished_ = true;
+  spdlog::debug("session on route {} for {} finished: {}", setup_.route->name,
+                setup_.client_address, why);
+  timer_.cancel();
+  for (auto& leg : legs_) leg.close();
+}
+
+void Session::countClose(std::string_view side, uint16_t code) {
+  worker_.stats.cell(Metric::kCloseCodes, {setup_.route->name, side, std::to_string(code)}).add(1);
+}
+
+}  // namespace wsgate::gateway

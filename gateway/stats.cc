@@ -1,0 +1,48 @@
+#include "gateway/stats.h"
+
+#include <array>
+
+namespace wsgate::gateway {
+
+namespace {
+
+// Sorted by name, as they appear in /metrics.
+const std::array<MetricInfo, static_cast<size_t>(Metric::kCount)> kMetrics = {{
+    {"wsgate_backpressure_pauses_total",
+     "Times a direction stopped reading because its destination could not take more bytes.",
+     false, {"route", "direction"}},
+    {"wsgate_bytes_total", "WebSocket frame bytes relayed (headers included), live.", false,
+     {"route", "direction"}},
+    {"wsgate_close_codes_total", "Close frames by the side that sent them and their code.", false,
+     {"route", "side", "code"}},
+    {"wsgate_connections_active", "Client connections currently open.", true, {"listener"}},
+    {"wsgate_connections_total", "Client connections ended, by outcome.", false,
+     {"listener", "outcome"}},
+    {"wsgate_filter_rejections_total", "Handshakes or sessions ended by a filter.", false,
+     {"route", "filter"}},
+    {"wsgate_frames_total", "WebSocket frames relayed, live.", false, {"route", "direction"}},
+    {"wsgate_handshake_rejections_total", "Upgrade requests answered with an HTTP error.", false,
+     {"listener", "reason"}},
+    {"wsgate_messages_total", "WebSocket data messages relayed (counted at their last frame).",
+     false, {"route", "direction"}},
+    {"wsgate_protocol_errors_total", "RFC 6455 violations closed with 1002, by offending direction.",
+     false, {"route", "direction"}},
+    {"wsgate_upstream_connect_failures_total", "Failed connection attempts to cluster endpoints.",
+     false, {"cluster"}},
+}};
+
+}  // namespace
+
+const MetricInfo& metricInfo(Metric metric) { return kMetrics[static_cast<size_t>(metric)]; }
+
+Cell& WorkerStats::cell(Metric metric, std::initializer_list<std::string_view> labels) {
+  Key key{metric, {}};
+  key.second.reserve(labels.size());
+  for (std::string_view label : labels) key.second.emplace_back(label);
+  std::lock_guard lock(mutex_);
+  auto& slot = cells_[std::move(key)];
+  if (!slot) slot = std::make_unique<Cell>();
+  return *slot;
+}
+
+}  // namespace wsgate::gateway

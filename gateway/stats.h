@@ -1,0 +1,77 @@
+// Metrics without shared atomics on the hot path. Every worker owns a `WorkerStats`: a table of
+// cells keyed by metric and label values, created on first use (under a mutex, once per session
+// or handshake, never per frame) and never moved, so a session keeps plain pointers to its
+// cells and bumps them with relaxed load+store by its one writer thread. The admin thread sums
+// all workers' cells at scrape time (see StatsCollector).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace wsgate::gateway {
+
+// Every metric wsgate exports, declared once (docs/metrics.md lists them).
+enum class Metric : uint8_t {
+  kBackpressurePauses,
+  kBytes,
+  kCloseCodes,
+  kConnectionsActive,
+  kConnectionsTotal,
+  kFilterRejections,
+  kFrames,
+  kHandshakeRejections,
+  kMessages,
+  kProtocolErrors,
+  kUpstreamConnectFailures,
+  kCount,
+};
+
+struct MetricInfo {
+  std::string_view name;
+  std::string_view help;
+  bool gauge;
+  std::vector<std::string_view> labels;
+};
+
+const MetricInfo& metricInfo(Metric metric);
+
+// One value with a single writer (its worker thread) and any number of readers.
+class Cell {
+ public:
+  void add(int64_t delta) {
+    value_.store(value_.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  }
+  int64_t value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> value_{0};
+};
+
+class WorkerStats {
+ public:
+  // The cell for `metric` with `labels` (values in the order of MetricInfo::labels). The address
+  // stays valid for the life of this object.
+  Cell& cell(Metric metric, std::initializer_list<std::string_view> labels);
+
+  using Key = std::pair<Metric, std::vector<std::string>>;
+  // Calls `visit(key, value)` for every cell; used by the collector.
+  template <typename Visit>
+  void forEach(Visit&& visit) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& [key, cell] : cells_) visit(key, cell->value());
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<Key, std::unique_ptr<Cell>> cells_;
+};
+
+}  // namespace wsgate::gateway

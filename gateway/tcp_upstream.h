@@ -1,0 +1,29 @@
+// A static cluster: round-robin over its endpoints, each attempt bounded by connect_timeout; on
+// failure the next endpoint is tried, up to one attempt per endpoint (safe: nothing has been
+// sent yet). Each failed attempt counts in wsgate_upstream_connect_failures_total{cluster}.
+#pragma once
+
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include "config/config.h"
+#include "gateway/upstream.h"
+#include "gateway/worker_context.h"
+
+namespace wsgate::gateway {
+
+class TcpUpstream final : public Upstream {
+ public:
+  TcpUpstream(WorkerContext& worker, const config::Cluster& cluster);
+  boost::asio::awaitable<UpstreamConnection> connect() override;
+
+ private:
+  WorkerContext& worker_;
+  const config::Cluster& cluster_;
+  std::vector<boost::asio::ip::tcp::endpoint> endpoints_;
+  size_t next_;
+  Cell& failures_;
+};
+
+}  // namespace wsgate::gateway

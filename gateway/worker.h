@@ -1,0 +1,48 @@
+// One worker thread: its own io_context, listening sockets, metrics, read buffer and every
+// session it accepted (client and upstream sockets alike). Nothing here is shared with other
+// workers except the immutable config snapshot and the metric cells read at scrape time.
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "config/config.h"
+#include "gateway/listener.h"
+#include "gateway/routing_table.h"
+#include "gateway/stats.h"
+#include "gateway/worker_context.h"
+
+namespace wsgate::gateway {
+
+class Worker {
+ public:
+  static constexpr size_t kReadBufferSize = 64 * 1024;
+
+  Worker(unsigned index, std::shared_ptr<const config::Config> config);
+  ~Worker();
+
+  boost::asio::io_context& io() { return io_; }
+  const WorkerStats& stats() const { return stats_; }
+
+  // Before start(): adopts a bound acceptor for config listener `listener_index`.
+  void addListener(size_t listener_index, boost::asio::ip::tcp::acceptor acceptor);
+  void start();
+  // Stops accepting and ends the thread; open connections are dropped.
+  void stop();
+
+ private:
+  // Declared first: sessions destroyed with io_ still count themselves in stats_.
+  WorkerStats stats_;
+  std::unique_ptr<uint8_t[]> read_buffer_;
+  boost::asio::io_context io_;
+  WorkerContext context_;
+  std::shared_ptr<const RoutingTable> table_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::thread thread_;
+};
+
+}  // namespace wsgate::gateway

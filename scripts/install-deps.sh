@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's archive, whatever of wsgate's build, test or bench dependencies is
+# missing. Usage: scripts/install-deps.sh [build|test|bench]... (default: build test).
+set -euo pipefail
+
+build_pkgs=(
+  build-essential cmake ninja-build   # compiler and build
+  libboost1.81-dev                    # Asio (I/O) and Beast (HTTP, WebSocket for the echo upstream)
+  libssl-dev                          # OpenSSL 3: SHA-1 for Sec-WebSocket-Accept (TLS later)
+  libyaml-cpp-dev                     # configuration files
+  prometheus-cpp-dev                  # /metrics text format
+  libspdlog-dev libfmt-dev            # logging
+  libcli11-dev                        # command line
+  libgtest-dev                        # unit tests
+)
+test_pkgs=(
+  python3 python3-websockets python3-pytest   # integration tests: real WebSocket peers
+  prometheus                                  # promtool check metrics
+  procps
+)
+bench_pkgs=(nginx haproxy nlohmann-json3-dev)
+
+groups=("$@")
+[[ ${#groups[@]} -gt 0 ]] || groups=(build test)
+wanted=()
+for group in "${groups[@]}"; do
+  case $group in
+    build) wanted+=("${build_pkgs[@]}") ;;
+    test) wanted+=("${test_pkgs[@]}") ;;
+    bench) wanted+=("${bench_pkgs[@]}") ;;
+    *) echo "install-deps: unknown group '$group' (build, test, bench)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=()
+[[ $(id -u) -eq 0 ]] || sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+# Package install scripts must not start services (nginx, prometheus) on this machine.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+  "${sudo[@]}" chmod +x "$policy"
+  created_policy=1
+fi
+trap '[[ $created_policy -eq 1 ]] && "${sudo[@]}" rm -f "$policy"' EXIT
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done" >&2
