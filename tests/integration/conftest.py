@@ -192,6 +192,25 @@ class Backends:
         self.servers.append(server)
         return server.sockets[0].getsockname()[1], record
 
+    def hand_made(self, extra_headers=b"", accept=None, after_seconds=0.2):
+        """A backend that answers the upgrade itself (with `extra_headers`, or a forced
+        `accept`), then drops the TCP connection after `after_seconds`."""
+        import base64
+        import hashlib
+
+        async def respond(reader, writer, record):
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key")][0]
+            good = base64.b64encode(hashlib.sha1(
+                key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + (accept or good) +
+                         b"\r\n" + extra_headers + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(after_seconds)
+        return self.raw(respond)
+
     def close(self):
         for server in self.servers:
             server.close()

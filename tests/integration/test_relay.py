@@ -157,19 +157,7 @@ def test_client_vanishing_without_close_gets_backend_a_1001(start_gateway, backe
 
 
 def test_backend_vanishing_without_close_gets_client_a_close(start_gateway, backends):
-    async def respond(reader, writer, record):
-        # A hand-made backend: accepts the upgrade, then drops the TCP connection.
-        import base64, hashlib
-        head = await reader.readuntil(b"\r\n\r\n")
-        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
-               if l.lower().startswith(b"sec-websocket-key")][0]
-        accept = base64.b64encode(hashlib.sha1(
-            key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.2)
-    port, _ = backends.raw(respond)
+    port, _ = backends.hand_made()
     gw = start_gateway(app_config([port]))
     c = RawClient(gw.port)
     c.upgrade("/app")
