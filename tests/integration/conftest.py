@@ -192,9 +192,9 @@ class Backends:
         self.servers.append(server)
         return server.sockets[0].getsockname()[1], record
 
-    def hand_made(self, extra_headers=b"", accept=None, after_seconds=0.2):
+    def hand_made(self, extra_headers=b"", accept=None, after_seconds=0.2, then=b""):
         """A backend that answers the upgrade itself (with `extra_headers`, or a forced
-        `accept`), then drops the TCP connection after `after_seconds`."""
+        `accept`), sends `then`, and drops the TCP connection after `after_seconds`."""
         import base64
         import hashlib
 
@@ -206,7 +206,7 @@ class Backends:
                 key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
             writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                          b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + (accept or good) +
-                         b"\r\n" + extra_headers + b"\r\n")
+                         b"\r\n" + extra_headers + b"\r\n" + then)
             await writer.drain()
             await asyncio.sleep(after_seconds)
         return self.raw(respond)
