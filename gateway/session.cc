@@ -116,9 +116,10 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
         if (forwarding) {
           flow.protocol_errors->add(1);
           rejectSource(f, 1002, "invalid frame length");
-        } else {
-          flow.mode = Mode::kDone;  // no way to find the next frame: stop reading
         }
+        // Framing is lost: no later frame (nor a close reply) can be found. Stop reading.
+        flow.mode = Mode::kDone;
+        leg_state_[f].close_received = true;
         break;
       }
       if (forwarding) {
