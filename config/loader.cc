@@ -213,6 +213,7 @@ void Loader::cluster(const YAML::Node& node, const std::string& path, Cluster& o
       out.type = Cluster::Type::kStatic;
     } else {
       diags_.error(type, path + ".type", "unknown cluster type \"" + text + "\" (static, echo)");
+      return;  // which keys are required depends on the type
     }
   }
   YAML::Node endpoints = node["endpoints"];

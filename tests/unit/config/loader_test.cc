@@ -1,0 +1,300 @@
+#include "config/loader.h"
+
+#include <gtest/gtest.h>
+
+#include "filters/registry.h"
+
+namespace wsgate::config {
+namespace {
+
+LoadResult load(const std::string& yaml) {
+  return loadString(yaml, "test.yaml", filters::Registry::global());
+}
+
+// The single error of `yaml`, formatted.
+std::string onlyError(const std::string& yaml) {
+  LoadResult result = load(yaml);
+  EXPECT_EQ(result.config, nullptr);
+  EXPECT_EQ(result.diagnostics.errors().size(), 1u) << result.diagnostics.format();
+  return result.diagnostics.errors().empty() ? "" : result.diagnostics.errors()[0].format();
+}
+
+const char* kFull = R"(workers: 2
+admin: { address: 127.0.0.1:9901 }
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+    routes:
+      - name: echo
+        match: { path_prefix: /echo }
+        cluster: echo
+      - name: chat
+        match: { host: Chat.Example.com, path_prefix: /chat }
+        cluster: chat
+        idle_timeout: 5m
+        filters:
+          - origin: { allow: ["https://chat.example.com"] }
+          - message_size: { max_message_bytes: 1MiB }
+  - name: v6
+    address: "[::1]:8081"
+    request_timeout: 3s
+    max_request_bytes: 8KiB
+    max_request_headers: 32
+    routes:
+      - name: any
+        match: { path: /exact }
+        cluster: echo
+        close_timeout: 2s
+clusters:
+  - name: echo
+    type: echo
+  - name: chat
+    endpoints: ["127.0.0.1:9000", "127.0.0.1:9001"]
+    connect_timeout: 2s
+)";
+
+TEST(Loader, LoadsTheDocumentedExampleWithEveryField) {
+  LoadResult result = load(kFull);
+  ASSERT_NE(result.config, nullptr) << result.diagnostics.format();
+  const Config& c = *result.config;
+  EXPECT_EQ(c.workers, 2u);
+  EXPECT_EQ(c.admin.address.text(), "127.0.0.1:9901");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  const Listener& pub = c.listeners[0];
+  EXPECT_EQ(pub.name, "public");
+  EXPECT_EQ(pub.address.text(), "127.0.0.1:8080");
+  EXPECT_EQ(pub.request_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(pub.max_request_bytes, 16u * 1024);
+  EXPECT_EQ(pub.max_request_headers, 64u);
+  ASSERT_EQ(pub.routes.size(), 2u);
+  EXPECT_EQ(pub.routes[0].match.path_prefix, "/echo");
+  EXPECT_EQ(pub.routes[0].match.host, "");
+  EXPECT_EQ(pub.routes[0].idle_timeout.count(), 0);
+  EXPECT_EQ(pub.routes[0].close_timeout, std::chrono::seconds(5));
+  const Route& chat = pub.routes[1];
+  EXPECT_EQ(chat.match.host, "chat.example.com");
+  EXPECT_EQ(chat.idle_timeout, std::chrono::minutes(5));
+  ASSERT_EQ(chat.filters.size(), 2u);
+  EXPECT_EQ(chat.filters[0].name, "origin");
+  EXPECT_EQ(chat.filters[0].path, "listeners[0].routes[1].filters[0].origin");
+  EXPECT_NE(chat.filters[0].built, nullptr);
+  EXPECT_EQ(chat.filters[1].name, "message_size");
+  const Listener& v6 = c.listeners[1];
+  EXPECT_EQ(v6.address.ip, "::1");
+  EXPECT_EQ(v6.address.text(), "[::1]:8081");
+  EXPECT_EQ(v6.request_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(v6.max_request_bytes, 8u * 1024);
+  EXPECT_EQ(v6.max_request_headers, 32u);
+  EXPECT_EQ(v6.routes[0].match.path_exact, "/exact");
+  EXPECT_EQ(v6.routes[0].close_timeout, std::chrono::seconds(2));
+  ASSERT_EQ(c.clusters.size(), 2u);
+  EXPECT_EQ(c.clusters[0].type, Cluster::Type::kEcho);
+  EXPECT_EQ(c.clusters[1].endpoints.size(), 2u);
+  EXPECT_EQ(c.clusters[1].connect_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(c.clusters[1].response_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(c.findCluster("chat"), &c.clusters[1]);
+  EXPECT_EQ(c.findCluster("nope"), nullptr);
+}
+
+TEST(Loader, DefaultsWorkersToCoresAndAdminToLoopback) {
+  LoadResult result = load(R"(listeners:
+  - { name: l, address: 127.0.0.1:0, routes: [ { name: r, cluster: e } ] }
+clusters: [ { name: e, type: echo } ]
+)");
+  ASSERT_NE(result.config, nullptr) << result.diagnostics.format();
+  EXPECT_GE(result.config->workers, 1u);
+  EXPECT_EQ(result.config->admin.address.text(), "127.0.0.1:9901");
+}
+
+const char* kBase = R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - name: r
+        cluster: e
+clusters:
+  - name: e
+    type: echo
+)";
+
+TEST(Loader, UnknownKeySuggestsTheClosestOne) {
+  EXPECT_EQ(onlyError(std::string(kBase) + "workrs: 2\n"),
+            "test.yaml:10:1: workrs: unknown key \"workrs\" (did you mean \"workers\"?)");
+}
+
+TEST(Loader, UnknownKeyWithoutNearMatchListsAllowedKeys) {
+  EXPECT_EQ(onlyError(std::string(kBase) + "tls: {}\n"),
+            "test.yaml:10:1: tls: unknown key \"tls\" (allowed: workers admin listeners "
+            "clusters)");
+}
+
+TEST(Loader, MissingRequiredKeyPointsAtItsMap) {
+  EXPECT_EQ(onlyError(R"(listeners:
+  - name: l
+    routes: [ { name: r, cluster: e } ]
+clusters: [ { name: e, type: echo } ]
+)"),
+            "test.yaml:2:5: listeners[0]: missing required key \"address\"");
+}
+
+TEST(Loader, DuplicateNamesAreErrors) {
+  EXPECT_EQ(onlyError(std::string(kBase) + "  - name: e\n    type: echo\n"),
+            "test.yaml:10:11: clusters[1].name: duplicate cluster name \"e\" (also clusters[0])");
+}
+
+TEST(Loader, UnknownClusterNamesTheKnownOnes) {
+  EXPECT_EQ(onlyError(R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - name: r
+        cluster: chat-v2
+clusters:
+  - { name: echo, type: echo }
+  - { name: chat, endpoints: ["127.0.0.1:1"] }
+)"),
+            "test.yaml:6:18: listeners[0].routes[0].cluster: unknown cluster \"chat-v2\" "
+            "(known: echo, chat)");
+}
+
+TEST(Loader, BadAddressesExplainTheForm) {
+  EXPECT_EQ(onlyError(std::string(kBase) + "admin: { address: localhost:9901 }\n"),
+            "test.yaml:10:19: admin.address: invalid address \"localhost:9901\": \"localhost\" "
+            "is not an IP address (use a literal IP such as 127.0.0.1 or [::1])");
+  EXPECT_EQ(onlyError(std::string(kBase) + "admin: { address: \"127.0.0.1:70000\" }\n"),
+            "test.yaml:10:19: admin.address: invalid address \"127.0.0.1:70000\": port must be "
+            "a number from 0 to 65535");
+  EXPECT_EQ(onlyError(std::string(kBase) + "admin: { address: \"::1:80\" }\n"),
+            "test.yaml:10:19: admin.address: invalid address \"::1:80\": expected IP:port, e.g. "
+            "127.0.0.1:8080 or [::1]:8080");
+}
+
+TEST(Loader, EndpointPortZeroIsRejected) {
+  EXPECT_EQ(onlyError(std::string(kBase) + "  - { name: s, endpoints: [\"127.0.0.1:0\"] }\n"),
+            "test.yaml:10:28: clusters[1].endpoints[0]: invalid address \"127.0.0.1:0\": port "
+            "must be a number from 1 to 65535");
+}
+
+TEST(Loader, BadDurationAndSizeAndRange) {
+  EXPECT_EQ(onlyError(R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    request_timeout: 10
+    routes: [ { name: r, cluster: e } ]
+clusters: [ { name: e, type: echo } ]
+)"),
+            "test.yaml:4:22: listeners[0].request_timeout: invalid duration \"10\" (a number "
+            "with a unit: ms, s, m or h, e.g. 30s)");
+  EXPECT_EQ(onlyError(R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    max_request_bytes: 12XB
+    routes: [ { name: r, cluster: e } ]
+clusters: [ { name: e, type: echo } ]
+)"),
+            "test.yaml:4:24: listeners[0].max_request_bytes: invalid size \"12XB\" (a number "
+            "with an optional unit: B, KiB, MiB, GiB, KB, MB, GB)");
+  EXPECT_EQ(onlyError(std::string(kBase) + "workers: 0\n"),
+            "test.yaml:10:10: workers: must be an integer from 1 to 256, not \"0\"");
+  EXPECT_EQ(onlyError(std::string(kBase) + "  - { name: s, endpoints: [\"127.0.0.1:1\"], "
+                                           "connect_timeout: 0s }\n"),
+            "test.yaml:10:61: clusters[1].connect_timeout: must be greater than 0");
+}
+
+TEST(Loader, PathsMustStartWithSlashAndNotBoth) {
+  EXPECT_EQ(onlyError(R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [ { name: r, cluster: e, match: { path_prefix: echo } } ]
+clusters: [ { name: e, type: echo } ]
+)"),
+            "test.yaml:4:60: listeners[0].routes[0].match.path_prefix: must start with \"/\"");
+  EXPECT_EQ(onlyError(R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [ { name: r, cluster: e, match: { path: /a, path_prefix: /b } } ]
+clusters: [ { name: e, type: echo } ]
+)"),
+            "test.yaml:4:45: listeners[0].routes[0].match: set either \"path\" or "
+            "\"path_prefix\", not both");
+}
+
+TEST(Loader, WildcardHostOnlyAsPrefix) {
+  EXPECT_EQ(onlyError(R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [ { name: r, cluster: e, match: { host: "a.*.com" } } ]
+clusters: [ { name: e, type: echo } ]
+)"),
+            "test.yaml:4:53: listeners[0].routes[0].match.host: invalid host \"a.*.com\" (a "
+            "wildcard is only allowed as \"*.suffix\")");
+}
+
+TEST(Loader, EchoClusterTakesNoEndpointsAndStaticNeedsThem) {
+  EXPECT_EQ(onlyError(std::string(kBase) + "    endpoints: [\"127.0.0.1:1\"]\n"),
+            "test.yaml:10:16: clusters[0].endpoints: an echo cluster has no endpoints");
+  EXPECT_EQ(onlyError(std::string(kBase) + "  - name: s\n"),
+            "test.yaml:10:5: clusters[1]: missing required key \"endpoints\"");
+}
+
+TEST(Loader, UnknownFilterNamesTheKnownOnes) {
+  EXPECT_EQ(onlyError(R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - name: r
+        cluster: e
+        filters:
+          - rate_limit: {}
+clusters: [ { name: e, type: echo } ]
+)"),
+            "test.yaml:8:13: listeners[0].routes[0].filters[0].rate_limit: unknown filter "
+            "\"rate_limit\" (known: message_size, origin)");
+}
+
+TEST(Loader, FilterErrorsCarryTheirPath) {
+  LoadResult result = load(R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - name: r
+        cluster: e
+        filters:
+          - message_size: { max_mesage_bytes: 1MiB }
+clusters: [ { name: e, type: echo } ]
+)");
+  EXPECT_EQ(result.config, nullptr);
+  EXPECT_EQ(result.diagnostics.format(),
+            "test.yaml:8:29: listeners[0].routes[0].filters[0].message_size.max_mesage_bytes: "
+            "unknown key \"max_mesage_bytes\" (did you mean \"max_message_bytes\"?)\n"
+            "test.yaml:8:27: listeners[0].routes[0].filters[0].message_size: set "
+            "max_frame_bytes, max_message_bytes or both\n");
+}
+
+TEST(Loader, YamlSyntaxErrorHasLineAndColumn) {
+  EXPECT_EQ(onlyError("listeners: [\n  - name: x\n"),
+            "test.yaml:2:3: (root): YAML syntax error: illegal block entry");
+}
+
+TEST(Loader, UnreadableFileIsAnError) {
+  LoadResult result = loadFile("/nonexistent/wsgate.yaml", filters::Registry::global());
+  EXPECT_EQ(result.config, nullptr);
+  ASSERT_EQ(result.diagnostics.errors().size(), 1u);
+  EXPECT_EQ(result.diagnostics.errors()[0].format(),
+            "/nonexistent/wsgate.yaml:0:0: (root): cannot read file: No such file or directory");
+}
+
+TEST(Loader, ReportsEveryErrorAtOnce) {
+  LoadResult result = load(R"(workers: many
+listeners:
+  - name: l
+    address: nowhere
+    routes: [ { name: r, cluster: missing } ]
+clusters: [ { name: e, type: magic } ]
+)");
+  EXPECT_EQ(result.config, nullptr);
+  EXPECT_EQ(result.diagnostics.errors().size(), 4u) << result.diagnostics.format();
+}
+
+}  // namespace
+}  // namespace wsgate::config

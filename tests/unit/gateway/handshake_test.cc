@@ -1,0 +1,207 @@
+#include "gateway/handshake.h"
+
+#include <gtest/gtest.h>
+
+namespace wsgate::gateway {
+namespace {
+
+http::request_header<> validRequest() {
+  http::request_header<> r;
+  r.method(http::verb::get);
+  r.target("/chat");
+  r.version(11);
+  r.set(http::field::host, "chat.example.com");
+  r.set(http::field::upgrade, "websocket");
+  r.set(http::field::connection, "Upgrade");
+  r.set(http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
+  r.set(http::field::sec_websocket_version, "13");
+  return r;
+}
+
+HttpRejection rejection(const http::request_header<>& r) {
+  auto result = validateUpgradeRequest(r);
+  EXPECT_TRUE(std::holds_alternative<HttpRejection>(result));
+  return std::holds_alternative<HttpRejection>(result) ? std::get<HttpRejection>(result)
+                                                       : HttpRejection{0, "", ""};
+}
+
+TEST(ValidateUpgradeRequest, AcceptsValidRequest) {
+  auto result = validateUpgradeRequest(validRequest());
+  ASSERT_TRUE(std::holds_alternative<ClientUpgrade>(result));
+  EXPECT_EQ(std::get<ClientUpgrade>(result).key, "dGhlIHNhbXBsZSBub25jZQ==");
+}
+
+TEST(ValidateUpgradeRequest, AcceptsTokenListsAndAnyCase) {
+  auto r = validRequest();
+  r.set(http::field::connection, "keep-alive, Upgrade");
+  r.set(http::field::upgrade, "WebSocket");
+  EXPECT_TRUE(std::holds_alternative<ClientUpgrade>(validateUpgradeRequest(r)));
+  r.set(http::field::connection, "UPGRADE");
+  EXPECT_TRUE(std::holds_alternative<ClientUpgrade>(validateUpgradeRequest(r)));
+}
+
+TEST(ValidateUpgradeRequest, RejectsEachMissingOrInvalidPiece) {
+  struct Case {
+    std::function<void(http::request_header<>&)> change;
+    unsigned status;
+    std::string metric;
+  };
+  const std::vector<Case> cases = {
+      {[](auto& r) { r.method(http::verb::post); }, 400, "bad_method"},
+      {[](auto& r) { r.version(10); }, 400, "bad_http_version"},
+      {[](auto& r) { r.erase(http::field::host); }, 400, "missing_host"},
+      {[](auto& r) { r.erase(http::field::upgrade); }, 400, "missing_upgrade"},
+      {[](auto& r) { r.set(http::field::upgrade, "h2c"); }, 400, "unsupported_upgrade"},
+      {[](auto& r) { r.set(http::field::connection, "keep-alive"); }, 400, "bad_connection"},
+      {[](auto& r) { r.erase(http::field::connection); }, 400, "bad_connection"},
+      {[](auto& r) { r.erase(http::field::sec_websocket_key); }, 400, "bad_key"},
+      // 15 and 17 bytes, and not base64.
+      {[](auto& r) { r.set(http::field::sec_websocket_key, "YWJjZGVmZ2hpamtsbW5v"); }, 400,
+       "bad_key"},
+      {[](auto& r) { r.set(http::field::sec_websocket_key, "YWJjZGVmZ2hpamtsbW5vcHE="); }, 400,
+       "bad_key"},
+      {[](auto& r) { r.set(http::field::sec_websocket_key, "!!!!!!!!!!!!!!!!!!!!!!=="); }, 400,
+       "bad_key"},
+      {[](auto& r) { r.set(http::field::content_length, "5"); }, 400, "has_body"},
+      {[](auto& r) { r.set(http::field::transfer_encoding, "chunked"); }, 400, "has_body"},
+      {[](auto& r) { r.set(http::field::sec_websocket_version, "12"); }, 426,
+       "unsupported_ws_version"},
+      {[](auto& r) { r.erase(http::field::sec_websocket_version); }, 426,
+       "unsupported_ws_version"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto r = validRequest();
+    cases[i].change(r);
+    HttpRejection got = rejection(r);
+    EXPECT_EQ(got.status, cases[i].status) << "case " << i;
+    EXPECT_EQ(got.metric_reason, cases[i].metric) << "case " << i;
+    EXPECT_FALSE(got.reason.empty());
+  }
+}
+
+TEST(ValidateUpgradeRequest, AcceptsZeroContentLength) {
+  auto r = validRequest();
+  r.set(http::field::content_length, "0");
+  EXPECT_TRUE(std::holds_alternative<ClientUpgrade>(validateUpgradeRequest(r)));
+}
+
+TEST(ValidateUpgradeRequest, ParsesOfferedProtocolsAndExtensionNames) {
+  auto r = validRequest();
+  r.insert(http::field::sec_websocket_protocol, "chat.v2, chat.v1");
+  r.insert(http::field::sec_websocket_protocol, "legacy");
+  r.set(http::field::sec_websocket_extensions,
+        "permessage-deflate; client_max_window_bits, x-webkit-deflate-frame");
+  auto upgrade = std::get<ClientUpgrade>(validateUpgradeRequest(r));
+  EXPECT_EQ(upgrade.protocols, (std::vector<std::string>{"chat.v2", "chat.v1", "legacy"}));
+  EXPECT_EQ(upgrade.extension_names,
+            (std::vector<std::string>{"permessage-deflate", "x-webkit-deflate-frame"}));
+}
+
+TEST(ComputeAccept, MatchesRfc6455Example) {
+  EXPECT_EQ(computeAccept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
+TEST(MakeUpstreamRequest, DropsHopByHopAndAddsForwardedHeaders) {
+  auto r = validRequest();
+  r.set(http::field::connection, "keep-alive, Upgrade, X-Private");
+  r.set("X-Private", "secret");
+  r.set(http::field::keep_alive, "timeout=5");
+  r.set(http::field::te, "trailers");
+  r.set("X-Forwarded-For", "203.0.113.7");
+  r.set("X-Forwarded-Proto", "https");
+  r.set(http::field::origin, "https://chat.example.com");
+  r.set(http::field::sec_websocket_protocol, "chat.v1");
+  auto out = makeUpstreamRequest(r, "10.1.2.3", "http");
+  EXPECT_EQ(out.method(), http::verb::get);
+  EXPECT_EQ(out.target(), "/chat");
+  EXPECT_EQ(out[http::field::connection], "Upgrade");
+  EXPECT_EQ(out[http::field::upgrade], "websocket");
+  EXPECT_EQ(out.count("X-Private"), 0u);
+  EXPECT_EQ(out.count(http::field::keep_alive), 0u);
+  EXPECT_EQ(out.count(http::field::te), 0u);
+  EXPECT_EQ(out["X-Forwarded-For"], "203.0.113.7, 10.1.2.3");
+  EXPECT_EQ(out["X-Forwarded-Proto"], "http");
+  EXPECT_EQ(out[http::field::host], "chat.example.com");
+  EXPECT_EQ(out[http::field::origin], "https://chat.example.com");
+  EXPECT_EQ(out[http::field::sec_websocket_key], "dGhlIHNhbXBsZSBub25jZQ==");
+  EXPECT_EQ(out[http::field::sec_websocket_protocol], "chat.v1");
+}
+
+TEST(MakeUpstreamRequest, AddsForwardedForWhenAbsent) {
+  auto out = makeUpstreamRequest(validRequest(), "::1", "http");
+  EXPECT_EQ(out["X-Forwarded-For"], "::1");
+}
+
+class UpstreamResponse : public ::testing::Test {
+ protected:
+  http::response_header<> good() {
+    http::response_header<> r;
+    r.result(http::status::switching_protocols);
+    r.version(11);
+    r.set(http::field::upgrade, "websocket");
+    r.set(http::field::connection, "Upgrade");
+    r.set(http::field::sec_websocket_accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    return r;
+  }
+  ClientUpgrade client{"dGhlIHNhbXBsZSBub25jZQ==", {"chat.v1"}, {"permessage-deflate"}};
+
+  std::string failure(const http::response_header<>& r) {
+    auto result = validateUpstreamResponse(r, client);
+    if (!std::holds_alternative<HttpRejection>(result)) return "(accepted)";
+    EXPECT_EQ(std::get<HttpRejection>(result).status, 502u);
+    return std::get<HttpRejection>(result).reason;
+  }
+};
+
+TEST_F(UpstreamResponse, AcceptsCorrect101) {
+  auto result = validateUpstreamResponse(good(), client);
+  ASSERT_TRUE(std::holds_alternative<UpstreamAgreement>(result));
+  EXPECT_FALSE(std::get<UpstreamAgreement>(result).permessage_deflate);
+}
+
+TEST_F(UpstreamResponse, NotesAcceptedDeflateAndOfferedSubprotocol) {
+  auto r = good();
+  r.set(http::field::sec_websocket_extensions, "permessage-deflate; server_no_context_takeover");
+  r.set(http::field::sec_websocket_protocol, "chat.v1");
+  auto result = validateUpstreamResponse(r, client);
+  ASSERT_TRUE(std::holds_alternative<UpstreamAgreement>(result));
+  EXPECT_TRUE(std::get<UpstreamAgreement>(result).permessage_deflate);
+}
+
+TEST_F(UpstreamResponse, RejectsEachBadAnswer) {
+  auto r = good();
+  r.set(http::field::sec_websocket_accept, "d3Jvbmc=");
+  EXPECT_EQ(failure(r), "upstream sent a wrong Sec-WebSocket-Accept");
+  r = good();
+  r.erase(http::field::upgrade);
+  EXPECT_EQ(failure(r), "upstream 101 without Upgrade: websocket");
+  r = good();
+  r.set(http::field::connection, "close");
+  EXPECT_EQ(failure(r), "upstream 101 without Connection: upgrade");
+  r = good();
+  r.set(http::field::sec_websocket_protocol, "chat.v9");
+  EXPECT_EQ(failure(r), "upstream selected a subprotocol the client did not offer");
+  r = good();
+  r.set(http::field::sec_websocket_extensions, "x-unknown");
+  EXPECT_EQ(failure(r), "upstream selected an extension the client did not offer");
+  r = good();
+  r.result(http::status::ok);
+  EXPECT_EQ(failure(r), "upstream did not switch protocols");
+}
+
+TEST(TokenList, FindsTokensCaseInsensitivelyAndTrimmed) {
+  EXPECT_TRUE(tokenListContains("keep-alive,  Upgrade ", "upgrade"));
+  EXPECT_FALSE(tokenListContains("keep-alive, upgraded", "upgrade"));
+  EXPECT_FALSE(tokenListContains("", "upgrade"));
+}
+
+TEST(ErrorResponse, IsCompleteWithConnectionClose) {
+  auto r = makeErrorResponse(404, "no route");
+  EXPECT_EQ(r.result_int(), 404u);
+  EXPECT_EQ(r[http::field::connection], "close");
+  EXPECT_EQ(r.body(), "no route\n");
+  EXPECT_EQ(r[http::field::content_length], "9");
+}
+
+}  // namespace
+}  // namespace wsgate::gateway
