@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 namespace wsgate::gateway {
@@ -59,35 +60,58 @@ void Session::start(std::span<const uint8_t> client_early,
   armIdleTimer();
   if (!client_early.empty()) consume(kClient, client_early.data(), client_early.size());
   if (!upstream_early.empty()) consume(kUpstream, upstream_early.data(), upstream_early.size());
-  startRead(kClient);
-  startRead(kUpstream);
+  resumeRead(kClient);
+  resumeRead(kUpstream);
 }
 
-void Session::startRead(int f) {
+void Session::resumeRead(int f) {
   Flow& flow = flows_[f];
-  if (finished_ || flow.waiting_read || flow.mode == Mode::kDone || flow.pending_size != 0) return;
-  flow.waiting_read = true;
-  legs_[f].waitReadable(
-      [self = shared_from_this(), f](const error_code& ec) { self->onReadable(f, ec); });
+  if (finished_ || flow.reading || flow.waiting_read || flow.mode == Mode::kDone ||
+      flow.pending_size != 0) {
+    return;
+  }
+  readLoop(f);
 }
 
 void Session::onReadable(int f, const error_code& ec) {
-  Flow& flow = flows_[f];
-  flow.waiting_read = false;
+  flows_[f].waiting_read = false;
   if (finished_) return;
   if (ec) return onLegLost(f, ec);
+  readLoop(f);
+}
+
+// Asio's reactor is edge-triggered and a readiness wait is never speculative: a wait armed while
+// bytes are already queued would sleep until the next edge. So read until the socket says
+// would_block, and only then wait.
+void Session::readLoop(int f) {
+  Flow& flow = flows_[f];
   const std::span<uint8_t> buffer = worker_.read_buffer;
-  // A full buffer suggests more is queued: read again before going back to the reactor.
-  for (int round = 0; round < 4; ++round) {
-    error_code read_ec;
-    const size_t n = legs_[f].readSome(boost::asio::buffer(buffer.data(), buffer.size()), read_ec);
-    if (read_ec == boost::asio::error::would_block) break;
-    if (read_ec) return onLegLost(f, read_ec);
+  flow.reading = true;
+  for (int round = 0; round < kReadsPerTurn; ++round) {
+    error_code ec;
+    const size_t n = legs_[f].readSome(boost::asio::buffer(buffer.data(), buffer.size()), ec);
+    if (ec == boost::asio::error::would_block) {
+      flow.reading = false;
+      flow.waiting_read = true;
+      legs_[f].waitReadable(
+          [self = shared_from_this(), f](const error_code& ec) { self->onReadable(f, ec); });
+      return;
+    }
+    if (ec) {
+      flow.reading = false;
+      return onLegLost(f, ec);
+    }
     if (setup_.route->idle_timeout.count() > 0) last_activity_ = std::chrono::steady_clock::now();
     consume(f, buffer.data(), n);
-    if (finished_ || flow.mode == Mode::kDone || flow.pending_size != 0 || n < buffer.size()) break;
+    if (finished_ || flow.mode == Mode::kDone || flow.pending_size != 0) {
+      flow.reading = false;
+      return;  // a drained write resumes reading
+    }
   }
-  startRead(f);
+  // Still more to read: let other sessions of this worker run first.
+  flow.reading = false;
+  flow.waiting_read = true;
+  boost::asio::post(worker_.io, [self = shared_from_this(), f] { self->onReadable(f, {}); });
 }
 
 void Session::consume(int f, const uint8_t* data, size_t size) {
@@ -219,72 +243,76 @@ void Session::onFrameEnd(int f) {
   if (flow.inject_queued && flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
 }
 
-void Session::emit(int f, std::span<const const_buffer> parts) {
-  if (finished_) return;
+bool Session::emit(int f, std::span<const const_buffer> parts) {
+  if (finished_) return true;
   Flow& flow = flows_[f];
   const int to = 1 - f;
-  if (leg_state_[to].lost) return;
-  if (flow.pending_size != 0) return appendPending(flow, parts, 0);
+  if (leg_state_[to].lost) return true;
+  if (flow.pending_size != 0) return false;  // only a drained flow takes new bytes
   size_t total = 0;
   for (const auto& part : parts) total += part.size();
-  if (total == 0) return;
+  if (total == 0) return true;
   error_code ec;
   size_t written = legs_[to].writeSome(parts, ec);
   if (ec == boost::asio::error::would_block) {
     written = 0;
   } else if (ec) {
-    return onLegLost(to, ec);
+    onLegLost(to, ec);
+    return true;
   }
-  if (written == total) return;
-  appendPending(flow, parts, written);
+  if (written == total) return true;
+  keepPending(flow, parts, written);
   flow.pauses->add(1);
-  legs_[to].waitWritable(
-      [self = shared_from_this(), f](const error_code& ec) { self->onWritable(f, ec); });
+  writePending(f);
+  return true;
 }
 
-void Session::appendPending(Flow& flow, std::span<const const_buffer> parts, size_t skip) {
-  size_t extra = 0;
-  for (const auto& part : parts) extra += part.size();
-  extra -= skip;
-  const size_t kept = flow.pending_size - flow.pending_offset;
-  auto buffer = std::make_unique<uint8_t[]>(kept + extra);
-  if (kept) std::memcpy(buffer.get(), flow.pending.get() + flow.pending_offset, kept);
-  size_t at = kept;
+void Session::keepPending(Flow& flow, std::span<const const_buffer> parts, size_t skip) {
+  size_t size = 0;
+  for (const auto& part : parts) size += part.size();
+  size -= skip;
+  flow.pending = std::make_unique<uint8_t[]>(size);
+  size_t at = 0;
   for (const auto& part : parts) {
     const auto* bytes = static_cast<const uint8_t*>(part.data());
-    size_t n = part.size();
-    const size_t drop = std::min(skip, n);
+    const size_t drop = std::min(skip, part.size());
     skip -= drop;
-    std::memcpy(buffer.get() + at, bytes + drop, n - drop);
-    at += n - drop;
+    std::memcpy(flow.pending.get() + at, bytes + drop, part.size() - drop);
+    at += part.size() - drop;
   }
-  flow.pending = std::move(buffer);
-  flow.pending_size = at;
+  flow.pending_size = size;
   flow.pending_offset = 0;
 }
 
-void Session::onWritable(int f, const error_code& ec) {
-  if (finished_) return;
+// The pending bytes are the flow's own buffer, so Asio's write (speculative, edge-safe) can
+// own them until it completes.
+void Session::writePending(int f) {
   Flow& flow = flows_[f];
-  const int to = 1 - f;
-  if (flow.pending_size == 0) return;  // dropped meanwhile (destination lost)
-  if (ec) return onLegLost(to, ec);
-  error_code write_ec;
-  const size_t n = legs_[to].writeSome(
+  legs_[1 - f].asyncWriteSome(
       boost::asio::buffer(flow.pending.get() + flow.pending_offset,
                           flow.pending_size - flow.pending_offset),
-      write_ec);
-  if (write_ec && write_ec != boost::asio::error::would_block) return onLegLost(to, write_ec);
+      [self = shared_from_this(), f](const error_code& ec, size_t n) {
+        self->onPendingWritten(f, ec, n);
+      });
+}
+
+void Session::onPendingWritten(int f, const error_code& ec, size_t n) {
+  if (finished_) return;
+  Flow& flow = flows_[f];
+  if (flow.pending_size == 0) return;  // dropped meanwhile (destination lost)
+  if (ec) return onLegLost(1 - f, ec);
   flow.pending_offset += n;
-  if (flow.pending_offset < flow.pending_size) {
-    legs_[to].waitWritable(
-        [self = shared_from_this(), f](const error_code& ec) { self->onWritable(f, ec); });
-    return;
-  }
+  if (flow.pending_offset < flow.pending_size) return writePending(f);
   flow.pending.reset();
   flow.pending_size = flow.pending_offset = 0;
+  if (flow.inject_queued && (flow.mode != Mode::kRelay || flow.remaining == 0)) {
+    flow.inject_queued = false;
+    if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
+    const const_buffer part{flow.inject.bytes.data(), flow.inject.size};
+    emit(f, {&part, 1});
+  }
   maybeFinish();
-  startRead(f);
+  resumeRead(f);
 }
 
 void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
@@ -300,6 +328,7 @@ void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
   startCloseTimer();
   if (in_consume_ && consuming_flow_ == f) return;  // consume() injects at its boundary
   if (flow.mode == Mode::kRelay && flow.remaining > 0) return;  // onFrameEnd stops there
+  if (flow.pending_size != 0) return;  // written once the pending bytes drain
   flow.inject_queued = false;
   if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
   const const_buffer part{flow.inject.bytes.data(), flow.inject.size};
@@ -335,7 +364,7 @@ void Session::onLegLost(int leg, const error_code& ec) {
     from.mode = Mode::kDone;
   }
   maybeFinish();
-  startRead(1 - leg);  // it may have been paused on a write to the lost leg
+  resumeRead(1 - leg);  // it may have been paused on a write to the lost leg
 }
 
 void Session::startCloseTimer() {

@@ -71,7 +71,8 @@ class Session : public std::enable_shared_from_this<Session> {
     Mode mode = Mode::kRelay;
     uint64_t remaining = 0;  // payload bytes of the current frame still to come
     uint64_t payload_offset = 0;
-    bool waiting_read = false;
+    bool waiting_read = false;  // a readiness wait (or a posted read turn) is outstanding
+    bool reading = false;       // readLoop() is running for this flow
 
     // Close frames from the source are captured (≤125 bytes) for their code.
     bool capturing = false;
@@ -106,18 +107,23 @@ class Session : public std::enable_shared_from_this<Session> {
     bool lost = false;            // the leg's connection ended or failed
   };
 
-  void startRead(int f);
+  static constexpr int kReadsPerTurn = 8;
+
+  void resumeRead(int f);
   void onReadable(int f, const boost::system::error_code& ec);
+  void readLoop(int f);
   void consume(int f, const uint8_t* data, size_t size);
   // Header checks and filters for a complete header in relay mode; false if it ended the relay.
   bool admitHeader(int f, const FrameHeader& header);
   void onFrameEnd(int f);
   void capture(Flow& flow, const uint8_t* data, size_t size);
 
-  // Writes `parts` toward leg `1 - f` (or queues what the socket cannot take).
-  void emit(int f, std::span<const boost::asio::const_buffer> parts);
-  void onWritable(int f, const boost::system::error_code& ec);
-  void appendPending(Flow& flow, std::span<const boost::asio::const_buffer> parts, size_t skip);
+  // Writes `parts` toward leg `1 - f`, keeping what the socket cannot take; false (nothing
+  // written) while earlier bytes are still pending.
+  bool emit(int f, std::span<const boost::asio::const_buffer> parts);
+  void keepPending(Flow& flow, std::span<const boost::asio::const_buffer> parts, size_t skip);
+  void writePending(int f);
+  void onPendingWritten(int f, const boost::system::error_code& ec, size_t n);
 
   // Queues a gateway close toward `leg`, written at the next boundary of the flow into it.
   void queueClose(int leg, uint16_t code, std::string_view reason);

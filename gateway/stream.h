@@ -33,14 +33,16 @@ class Stream {
     return socket_.async_write_some(buffers, std::forward<Token>(token));
   }
 
-  // Relay phase. `handler(error_code)` runs once a read (write) may make progress.
+  // Relay phase. `handler(error_code)` runs once a read may make progress. Edge-triggered:
+  // arm it only after a read returned would_block.
   template <typename Handler>
   void waitReadable(Handler&& handler) {
     socket_.async_wait(Socket::wait_read, std::forward<Handler>(handler));
   }
-  template <typename Handler>
-  void waitWritable(Handler&& handler) {
-    socket_.async_wait(Socket::wait_write, std::forward<Handler>(handler));
+  // Writes what it can once the stream is writable: `handler(error_code, size_t)`.
+  template <typename Buffers, typename Handler>
+  void asyncWriteSome(const Buffers& buffers, Handler&& handler) {
+    socket_.async_write_some(buffers, std::forward<Handler>(handler));
   }
   // Non-blocking; `ec` is would_block when nothing is ready, eof at end of stream.
   template <typename Buffers>
