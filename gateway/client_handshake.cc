@@ -1,7 +1,6 @@
 #include "gateway/client_handshake.h"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -10,6 +9,7 @@
 
 #include "filters/filter.h"
 #include "gateway/connection_record.h"
+#include "gateway/deadline.h"
 #include "gateway/handshake.h"
 #include "gateway/session.h"
 
@@ -17,7 +17,6 @@ namespace wsgate::gateway {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-using namespace asio::experimental::awaitable_operators;
 using boost::system::error_code;
 
 namespace {
@@ -26,22 +25,6 @@ constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMaxUpstreamHead = 16 * 1024;
 constexpr size_t kMaxUpstreamBody = 64 * 1024;  // a refusal page passed back to the client
 constexpr auto kResponseWriteTimeout = std::chrono::seconds(5);
-
-// Result of an I/O step bounded by a deadline.
-struct Step {
-  error_code ec;
-  bool timed_out = false;
-  bool ok() const { return !ec && !timed_out; }
-};
-
-template <typename Op>
-asio::awaitable<Step> withDeadline(WorkerContext& worker, std::chrono::milliseconds limit,
-                                   Op op) {
-  asio::steady_timer timer(worker.io, limit);
-  auto outcome = co_await (op() || timer.async_wait(kToken));
-  if (outcome.index() == 1) co_return Step{{}, true};
-  co_return Step{std::get<0>(std::get<0>(outcome)), false};
-}
 
 class RequestView final : public filters::HandshakeRequest {
  public:
@@ -74,7 +57,8 @@ class Handshake {
         listener_index_(listener),
         record_(worker.stats, listener_.name),
         client_(std::move(socket)),
-        client_ip_(std::move(client_ip)) {}
+        client_ip_(std::move(client_ip)),
+        deadline_(worker.io) {}
 
   asio::awaitable<void> run();
 
@@ -93,6 +77,7 @@ class Handshake {
   ConnectionRecord record_;
   Stream client_;
   std::string client_ip_;
+  Deadline deadline_;
 };
 
 asio::awaitable<void> Handshake::run() {
@@ -100,18 +85,18 @@ asio::awaitable<void> Handshake::run() {
   beast::flat_buffer buffer(listener_.max_request_bytes);
   http::request_parser<http::empty_body> parser;
   parser.header_limit(listener_.max_request_bytes);
-  Step read = co_await withDeadline(worker_, listener_.request_timeout, [&] {
-    return http::async_read_header(client_, buffer, parser, kToken);
-  });
-  if (read.timed_out) co_return co_await reject(408, "request head timed out", "timeout");
-  if (read.ec == http::error::header_limit || read.ec == http::error::buffer_overflow) {
+  deadline_.arm(listener_.request_timeout, [this] { client_.cancel(); });
+  auto [read_ec, head_size] = co_await http::async_read_header(client_, buffer, parser, kToken);
+  deadline_.disarm();
+  if (deadline_.expired()) co_return co_await reject(408, "request head timed out", "timeout");
+  if (read_ec == http::error::header_limit || read_ec == http::error::buffer_overflow) {
     co_return co_await reject(431, "request header too large", "header_too_large");
   }
-  if (read.ec == http::error::end_of_stream || read.ec == asio::error::eof ||
-      read.ec == http::error::partial_message || read.ec == asio::error::connection_reset) {
+  if (read_ec == http::error::end_of_stream || read_ec == asio::error::eof ||
+      read_ec == http::error::partial_message || read_ec == asio::error::connection_reset) {
     co_return;  // the client left; nobody to answer
   }
-  if (read.ec) co_return co_await reject(400, "malformed HTTP request", "malformed");
+  if (read_ec) co_return co_await reject(400, "malformed HTTP request", "malformed");
   const http::request_header<>& request = parser.get().base();
   if (static_cast<size_t>(std::distance(request.begin(), request.end())) >
       listener_.max_request_headers) {
@@ -160,20 +145,22 @@ asio::awaitable<void> Handshake::run() {
   http::response_parser<http::string_body> response_parser;
   response_parser.header_limit(kMaxUpstreamHead);
   response_parser.body_limit(kMaxUpstreamBody);
-  Step exchange = co_await withDeadline(worker_, cluster->response_timeout, [&] {
-    return http::async_write(upstream, forwarded, kToken);
-  });
-  if (exchange.ok()) {
-    exchange = co_await withDeadline(worker_, cluster->response_timeout, [&] {
-      return http::async_read_header(upstream, upstream_buffer, response_parser, kToken);
-    });
+  // One deadline for the whole exchange: the backend must answer within response_timeout.
+  deadline_.arm(cluster->response_timeout, [&upstream] { upstream.cancel(); });
+  auto [write_ec, written] = co_await http::async_write(upstream, forwarded, kToken);
+  error_code exchange_ec = write_ec;
+  if (!exchange_ec) {
+    auto [answer_ec, answer_size] =
+        co_await http::async_read_header(upstream, upstream_buffer, response_parser, kToken);
+    exchange_ec = answer_ec;
   }
-  if (!exchange.ok()) {
+  deadline_.disarm();
+  const bool timed_out = deadline_.expired();
+  if (exchange_ec || timed_out) {
     record_.setOutcome(outcome::kUpstreamError);
     spdlog::warn("cluster {}: upgrade exchange with {} failed: {}", cluster->name,
-                 connection.endpoint,
-                 exchange.timed_out ? "no answer in time" : exchange.ec.message());
-    if (exchange.timed_out) {
+                 connection.endpoint, timed_out ? "no answer in time" : exchange_ec.message());
+    if (timed_out) {
       co_return co_await reject(504, "upstream did not answer the upgrade in time",
                                 "upstream_timeout");
     }
@@ -192,10 +179,10 @@ asio::awaitable<void> Handshake::run() {
 
   // 6. Answer the client with the backend's 101, then relay.
   http::response<http::empty_body> switching(std::move(response_parser.get().base()));
-  Step answered = co_await withDeadline(worker_, kResponseWriteTimeout, [&] {
-    return http::async_write(client_, switching, kToken);
-  });
-  if (!answered.ok()) co_return;
+  deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
+  auto [answer_ec, answer_size] = co_await http::async_write(client_, switching, kToken);
+  deadline_.disarm();
+  if (answer_ec) co_return;
 
   SessionSetup setup;
   setup.config = table_->config();
@@ -231,8 +218,9 @@ asio::awaitable<void> Handshake::reject(unsigned status, std::string_view reason
 }
 
 asio::awaitable<void> Handshake::send(http::response<http::string_body> response) {
-  co_await withDeadline(worker_, kResponseWriteTimeout,
-                        [&] { return http::async_write(client_, response, kToken); });
+  deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
+  co_await http::async_write(client_, response, kToken);
+  deadline_.disarm();
   client_.close();
 }
 
@@ -242,11 +230,11 @@ asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_b
   // No tunnel: the backend's answer goes back whole and the connection ends.
   record_.setOutcome(outcome::kUpstreamDeclined);
   worker_.stats.cell(Metric::kHandshakeRejections, {listener_.name, "upstream_declined"}).add(1);
-  Step body = co_await withDeadline(worker_, cluster.response_timeout, [&] {
-    return http::async_read(upstream, buffer, parser, kToken);
-  });
+  deadline_.arm(cluster.response_timeout, [&upstream] { upstream.cancel(); });
+  auto [body_ec, body_size] = co_await http::async_read(upstream, buffer, parser, kToken);
+  deadline_.disarm();
   upstream.close();
-  if (!body.ok() && body.ec != http::error::end_of_stream) {
+  if ((body_ec && body_ec != http::error::end_of_stream) || deadline_.expired()) {
     co_return co_await reject(502, "upstream answered the upgrade with a broken response",
                               "upstream_bad_handshake");
   }

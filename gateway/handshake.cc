@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <set>
+#include <vector>
 
 #include <openssl/evp.h>
 
@@ -127,31 +127,36 @@ std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
 http::request_header<> makeUpstreamRequest(const http::request_header<>& client_request,
                                            std::string_view client_ip, std::string_view proto) {
   // Hop-by-hop: RFC 9110 §7.6.1, plus whatever the client's Connection header names.
-  std::set<std::string> drop = {"connection", "keep-alive", "proxy-connection",
-                                "proxy-authenticate", "proxy-authorization", "te",
-                                "trailer", "transfer-encoding", "upgrade"};
-  forEachHeaderToken(client_request, http::field::connection, [&](std::string_view t) {
-    std::string name(t);
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-    drop.insert(std::move(name));
-  });
+  static constexpr std::array<std::string_view, 9> kHopByHop = {
+      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+      "te", "trailer", "transfer-encoding", "upgrade"};
+  std::vector<std::string_view> named;
+  forEachHeaderToken(client_request, http::field::connection,
+                     [&](std::string_view t) { named.push_back(t); });
+  auto dropped = [&](std::string_view name) {
+    for (std::string_view h : kHopByHop) {
+      if (iequals(name, h)) return true;
+    }
+    for (std::string_view h : named) {
+      if (iequals(name, h)) return true;
+    }
+    return iequals(name, "x-forwarded-proto");  // set below
+  };
   http::request_header<> out;
   out.method(client_request.method());
   out.target(client_request.target());
   out.version(11);
   std::string forwarded_for;
   for (const auto& field : client_request) {
-    std::string name(field.name_string());
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-    if (drop.count(name)) continue;
-    if (name == "x-forwarded-for") {
-      forwarded_for += (forwarded_for.empty() ? "" : ", ") + std::string(trim(field.value()));
+    const std::string_view name = field.name_string();
+    if (dropped(name)) continue;
+    if (iequals(name, "x-forwarded-for")) {
+      forwarded_for.append(forwarded_for.empty() ? "" : ", ").append(trim(field.value()));
       continue;
     }
-    if (name == "x-forwarded-proto") continue;
-    out.insert(field.name_string(), field.value());
+    out.insert(name, field.value());
   }
-  forwarded_for += (forwarded_for.empty() ? "" : ", ") + std::string(client_ip);
+  forwarded_for.append(forwarded_for.empty() ? "" : ", ").append(client_ip);
   out.set(http::field::connection, "Upgrade");
   out.set(http::field::upgrade, "websocket");
   out.set("X-Forwarded-For", forwarded_for);

@@ -29,15 +29,14 @@ Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionS
       record_(std::move(record)),
       flows_{{Flow(true, setup_.permessage_deflate), Flow(false, setup_.permessage_deflate)}},
       timer_(worker.io) {
-  const std::string& route = setup_.route->name;
+  const auto& cells = worker_.stats.routeCells(setup_.route->name);
   for (int f = 0; f < 2; ++f) {
-    const std::string_view dir = filters::directionName(directionOf(f));
     Flow& flow = flows_[f];
-    flow.frames = &worker_.stats.cell(Metric::kFrames, {route, dir});
-    flow.messages = &worker_.stats.cell(Metric::kMessages, {route, dir});
-    flow.bytes = &worker_.stats.cell(Metric::kBytes, {route, dir});
-    flow.pauses = &worker_.stats.cell(Metric::kBackpressurePauses, {route, dir});
-    flow.protocol_errors = &worker_.stats.cell(Metric::kProtocolErrors, {route, dir});
+    flow.frames = cells[f].frames;
+    flow.messages = cells[f].messages;
+    flow.bytes = cells[f].bytes;
+    flow.pauses = cells[f].pauses;
+    flow.protocol_errors = cells[f].protocol_errors;
   }
 }
 
@@ -73,6 +72,14 @@ void Session::resumeRead(int f) {
   readLoop(f);
 }
 
+void Session::armRead(int f) {
+  Flow& flow = flows_[f];
+  flow.reading = false;
+  flow.waiting_read = true;
+  legs_[f].waitReadable(
+      [self = shared_from_this(), f](const error_code& ec) { self->onReadable(f, ec); });
+}
+
 void Session::onReadable(int f, const error_code& ec) {
   flows_[f].waiting_read = false;
   if (finished_) return;
@@ -80,9 +87,9 @@ void Session::onReadable(int f, const error_code& ec) {
   readLoop(f);
 }
 
-// Asio's reactor is edge-triggered and a readiness wait is never speculative: a wait armed while
-// bytes are already queued would sleep until the next edge. So read until the socket says
-// would_block, and only then wait.
+// A short read means the socket is drained: arm the readiness wait (Asio re-arms the descriptor
+// with EPOLL_CTL_MOD, which reports bytes that arrived meanwhile) rather than pay for a read that
+// would only say would_block. A full buffer means more may be queued: read again.
 void Session::readLoop(int f) {
   Flow& flow = flows_[f];
   const std::span<uint8_t> buffer = worker_.read_buffer;
@@ -91,11 +98,7 @@ void Session::readLoop(int f) {
     error_code ec;
     const size_t n = legs_[f].readSome(boost::asio::buffer(buffer.data(), buffer.size()), ec);
     if (ec == boost::asio::error::would_block) {
-      flow.reading = false;
-      flow.waiting_read = true;
-      legs_[f].waitReadable(
-          [self = shared_from_this(), f](const error_code& ec) { self->onReadable(f, ec); });
-      return;
+      return armRead(f);
     }
     if (ec) {
       flow.reading = false;
@@ -106,6 +109,9 @@ void Session::readLoop(int f) {
     if (finished_ || flow.mode == Mode::kDone || flow.pending_size != 0) {
       flow.reading = false;
       return;  // a drained write resumes reading
+    }
+    if (n < buffer.size()) {
+      return armRead(f);
     }
   }
   // Still more to read: let other sessions of this worker run first.

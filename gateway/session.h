@@ -112,6 +112,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void resumeRead(int f);
   void onReadable(int f, const boost::system::error_code& ec);
   void readLoop(int f);
+  void armRead(int f);
   void consume(int f, const uint8_t* data, size_t size);
   // Header checks and filters for a complete header in relay mode; false if it ended the relay.
   bool admitHeader(int f, const FrameHeader& header);

@@ -45,4 +45,19 @@ Cell& WorkerStats::cell(Metric metric, std::initializer_list<std::string_view> l
   return *slot;
 }
 
+const std::array<FlowCells, 2>& WorkerStats::routeCells(const std::string& route) {
+  auto it = route_cells_.find(route);
+  if (it != route_cells_.end()) return it->second;
+  std::array<FlowCells, 2> cells;
+  const std::array<std::string_view, 2> directions = {"client_to_upstream", "upstream_to_client"};
+  for (size_t d = 0; d < 2; ++d) {
+    cells[d] = {&cell(Metric::kFrames, {route, directions[d]}),
+                &cell(Metric::kMessages, {route, directions[d]}),
+                &cell(Metric::kBytes, {route, directions[d]}),
+                &cell(Metric::kBackpressurePauses, {route, directions[d]}),
+                &cell(Metric::kProtocolErrors, {route, directions[d]})};
+  }
+  return route_cells_.emplace(route, cells).first->second;
+}
+
 }  // namespace wsgate::gateway

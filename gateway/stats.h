@@ -5,6 +5,7 @@
 // all workers' cells at scrape time (see StatsCollector).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <initializer_list>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -55,8 +57,21 @@ class Cell {
   std::atomic<int64_t> value_{0};
 };
 
+// The hot-path cells of one direction of one route.
+struct FlowCells {
+  Cell* frames;
+  Cell* messages;
+  Cell* bytes;
+  Cell* pauses;
+  Cell* protocol_errors;
+};
+
 class WorkerStats {
  public:
+  // Cells of both directions of `route` ([0] client_to_upstream, [1] upstream_to_client),
+  // looked up once per route: a session start costs one hash lookup. Worker thread only.
+  const std::array<FlowCells, 2>& routeCells(const std::string& route);
+
   // The cell for `metric` with `labels` (values in the order of MetricInfo::labels). The address
   // stays valid for the life of this object.
   Cell& cell(Metric metric, std::initializer_list<std::string_view> labels);
@@ -72,6 +87,7 @@ class WorkerStats {
  private:
   mutable std::mutex mutex_;
   std::map<Key, std::unique_ptr<Cell>> cells_;
+  std::unordered_map<std::string, std::array<FlowCells, 2>> route_cells_;  // worker thread only
 };
 
 }  // namespace wsgate::gateway

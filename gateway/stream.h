@@ -33,8 +33,7 @@ class Stream {
     return socket_.async_write_some(buffers, std::forward<Token>(token));
   }
 
-  // Relay phase. `handler(error_code)` runs once a read may make progress. Edge-triggered:
-  // arm it only after a read returned would_block.
+  // Relay phase. `handler(error_code)` runs once a read may make progress.
   template <typename Handler>
   void waitReadable(Handler&& handler) {
     socket_.async_wait(Socket::wait_read, std::forward<Handler>(handler));

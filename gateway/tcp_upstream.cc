@@ -2,16 +2,16 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
+
+#include "gateway/deadline.h"
 
 namespace wsgate::gateway {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-using namespace asio::experimental::awaitable_operators;
 
 TcpUpstream::TcpUpstream(WorkerContext& worker, const config::Cluster& cluster)
     : worker_(worker),
@@ -31,11 +31,14 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
     const tcp::endpoint& endpoint = endpoints_[next_++ % endpoints_.size()];
     result.endpoint = cluster_.endpoints[(next_ - 1) % endpoints_.size()].text();
     tcp::socket socket(worker_.io);
-    asio::steady_timer timer(worker_.io, cluster_.connect_timeout);
-    auto outcome = co_await (socket.async_connect(endpoint, token) || timer.async_wait(token));
-    boost::system::error_code ec;
-    if (outcome.index() == 0) {
-      ec = std::get<0>(std::get<0>(outcome));
+    Deadline deadline(worker_.io);
+    deadline.arm(cluster_.connect_timeout, [&socket] {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    });
+    auto [ec] = co_await socket.async_connect(endpoint, token);
+    deadline.disarm();
+    if (!deadline.expired()) {
       if (!ec) {
         socket.set_option(tcp::no_delay(true), ec);
         result.stream.emplace(std::move(socket));
