@@ -166,3 +166,38 @@ def test_backend_vanishing_without_close_gets_client_a_close(start_gateway, back
     assert "upstream" in reason
     c.send(encode_frame(8, close_payload(code)))
     assert c.at_eof(5)
+
+
+def test_idle_timeout_closes_both_sides_with_1001(start_gateway, backends):
+    port, record = backends.echo()
+    gw = start_gateway(app_config([port], route_extra="        idle_timeout: 700ms\n"))
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+    c.send(encode_frame(1, "still here"))
+    assert c.read_frame()[3] == b"still here"
+    start = time.monotonic()
+    code, reason = c.read_close(timeout=5)
+    assert (code, reason) == (1001, "idle timeout")
+    assert 0.5 < time.monotonic() - start < 3
+    c.send(encode_frame(8, close_payload(1001)))
+    assert c.at_eof(5)
+    deadline = time.monotonic() + 5
+    while not record["close_codes"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert record["close_codes"][0][0] == 1001
+
+
+def test_unanswered_close_ends_the_connection_at_close_timeout(start_gateway, backends):
+    # Completes the upgrade, then ignores everything (never replies to a close).
+    port, _ = backends.hand_made(after_seconds=10)
+    gw = start_gateway(app_config([port], route_extra="        close_timeout: 1s\n"))
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+    c.send(encode_frame(8, close_payload(1000, "bye")))
+    start = time.monotonic()
+    assert c.at_eof(5), "the gateway must give up on the closing handshake"
+    assert 0.8 < time.monotonic() - start < 3
+    deadline = time.monotonic() + 3
+    while gw.metric("wsgate_connections_active") > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gw.metric("wsgate_connections_active") == 0
