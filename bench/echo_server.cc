@@ -1,63 +1,113 @@
-// The echo backend behind every proxy in the benchmark: one thread, Beast WebSocket server,
-// echoes each message as it came (text or binary). Binds 127.0.0.1 only.
+// wsgate-bench-echo: the echo backend behind every proxy in the benchmark. One thread, Beast
+// WebSocket server, permessage-deflate off; sends each message back as it came (text or binary,
+// one write per message). Binds 127.0.0.1 only and prints "listening on 127.0.0.1:PORT".
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
 #include <iostream>
+#include <memory>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 
+namespace wsgate::bench {
+namespace {
+
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
-using asio::ip::tcp;
+using tcp = asio::ip::tcp;
+using ErrorCode = boost::system::error_code;
 
-namespace {
+// One accepted connection: read a message, write it back, repeat. The read of the next message
+// starts only once the echo is written, so a client that stops reading stalls only itself.
+class EchoSession : public std::enable_shared_from_this<EchoSession> {
+ public:
+  explicit EchoSession(tcp::socket socket) : ws_(std::move(socket)) {}
 
-constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
-
-asio::awaitable<void> serve(tcp::socket socket) {
-  socket.set_option(tcp::no_delay(true));
-  websocket::stream<tcp::socket> ws(std::move(socket));
-  ws.read_message_max(64 * 1024 * 1024);
-  ws.auto_fragment(false);
-  if (auto [ec] = co_await ws.async_accept(kToken); ec) co_return;
-  beast::flat_buffer buffer;
-  for (;;) {
-    auto [read_ec, n] = co_await ws.async_read(buffer, kToken);
-    if (read_ec) co_return;
-    ws.text(ws.got_text());
-    auto [write_ec, written] = co_await ws.async_write(buffer.data(), kToken);
-    if (write_ec) co_return;
-    buffer.consume(buffer.size());
+  void start() {
+    ws_.next_layer().set_option(tcp::no_delay(true));
+    ws_.set_option(websocket::permessage_deflate{});
+    ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+      res.set(beast::http::field::server, "wsgate-bench-echo");
+    }));
+    ws_.auto_fragment(false);
+    ws_.read_message_max(256 * 1024 * 1024);
+    ws_.async_accept([self = shared_from_this()](ErrorCode ec) {
+      if (!ec) self->read();
+    });
   }
-}
 
-asio::awaitable<void> listen(tcp::acceptor& acceptor) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(kToken);
-    if (ec) {
-      asio::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
-      co_await t.async_wait(kToken);
-      continue;
-    }
-    asio::co_spawn(acceptor.get_executor(), serve(std::move(socket)), asio::detached);
+ private:
+  void read() {
+    ws_.async_read(buffer_, [self = shared_from_this()](ErrorCode ec, size_t) {
+      if (ec) return;  // closed (Beast answers the close handshake) or lost
+      self->ws_.text(self->ws_.got_text());
+      self->ws_.async_write(self->buffer_.data(), [self](ErrorCode wec, size_t) {
+        if (wec) return;
+        self->buffer_.clear();
+        self->read();
+      });
+    });
   }
-}
+
+  websocket::stream<tcp::socket> ws_;
+  beast::flat_buffer buffer_;
+};
+
+class EchoServer {
+ public:
+  EchoServer(asio::io_context& io, uint16_t port)
+      : acceptor_(io, {asio::ip::make_address("127.0.0.1"), port}), retry_(io) {
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+  }
+
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  void accept() {
+    acceptor_.async_accept([this](ErrorCode ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (ec) {
+        // Out of descriptors or similar: back off briefly instead of spinning.
+        retry_.expires_after(std::chrono::milliseconds(50));
+        retry_.async_wait([this](ErrorCode tec) {
+          if (!tec) accept();
+        });
+        return;
+      }
+      std::make_shared<EchoSession>(std::move(socket))->start();
+      accept();
+    });
+  }
+
+  void stop() {
+    ErrorCode ignored;
+    acceptor_.close(ignored);
+    retry_.cancel();
+  }
+
+ private:
+  tcp::acceptor acceptor_;
+  asio::steady_timer retry_;
+};
 
 }  // namespace
+}  // namespace wsgate::bench
 
 int main(int argc, char** argv) {
   CLI::App app{"wsgate-bench-echo: WebSocket echo backend for the benchmark"};
   uint16_t port = 0;
-  app.add_option("--port", port, "port on 127.0.0.1 (0: any)");
+  app.add_option("-p,--port", port, "port on 127.0.0.1 (0: any free port)");
   CLI11_PARSE(app, argc, argv);
-  asio::io_context io(1);
-  tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), port});
-  acceptor.listen(4096);
-  std::cout << "listening on 127.0.0.1:" << acceptor.local_endpoint().port() << std::endl;
-  asio::co_spawn(io, listen(acceptor), asio::detached);
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](auto, auto) { io.stop(); });
+  boost::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+  wsgate::bench::EchoServer server(io, port);
+  std::cout << "listening on 127.0.0.1:" << server.port() << std::endl;
+  server.accept();
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code, int) { io.stop(); });
   io.run();
+  return 0;
 }

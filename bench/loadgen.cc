@@ -1,14 +1,32 @@
-// wsgate-loadgen: the WebSocket load generator of the benchmark. One thread, Beast clients.
-//   echo        N connections, K messages in flight each, size S, for D seconds: msgs/s, latency
-//   rate        N connections sending R messages/s in total: latency at a fixed rate
-//   handshakes  C concurrent loops of connect + upgrade + close for D seconds: handshakes/s
-//   hold        open N idle connections, print "held N", keep them H seconds (or until SIGTERM)
-// Prints one JSON line with the results on stdout.
+// wsgate-loadgen: the WebSocket load generator of the benchmark. One thread, Beast clients
+// (binary messages, permessage-deflate off, each message written with one system call).
+//
+//   echo        N connections keep K messages of S bytes in flight each, for D seconds or until
+//               M messages came back: messages/s and round-trip latency percentiles
+//   rate        N connections send R messages/s in total on a fixed schedule; latency counts from
+//               each message's scheduled send time, so a stalled proxy cannot hide its queueing
+//   handshakes  C concurrent loops of connect + upgrade + close handshake for D seconds
+//   hold        open N idle connections, print "held N failed F" once all attempts ended, keep
+//               them until SIGTERM/SIGINT or --hold seconds, then close them
+//
+// echo, rate and handshakes run a warm-up, then a measurement window; only what lands inside
+// the window counts. With --watch-pid (the proxy) and --backend-pid, the CPU time (utime+stime
+// from /proc/PID/stat) of those processes and of the load generator is sampled at the window's
+// edges. Prints one human line on stderr and one JSON line on stdout. Every phase is bounded in
+// time: a proxy that stops answering ends the run with errors, never a hang.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstdint>
 #include <deque>
+#include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -17,20 +35,32 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace websocket = beast::websocket;
-using asio::ip::tcp;
-using Clock = std::chrono::steady_clock;
-
 namespace wsgate::bench {
 namespace {
 
-constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
-constexpr size_t kMaxSamples = 4'000'000;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using Ws = websocket::stream<tcp::socket>;
+using ErrorCode = boost::system::error_code;
+
+constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
+constexpr size_t kMaxLatencySamples = 20'000'000;
+constexpr auto kDrainTimeout = std::chrono::seconds(2);
+constexpr auto kCloseTimeout = std::chrono::seconds(1);
+
+Clock::duration seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+double secondsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
 
 struct Options {
-  std::string mode = "echo";
+  std::string mode;
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   std::string path = "/";
@@ -38,263 +68,678 @@ struct Options {
   int inflight = 8;
   size_t size = 64;
   double duration = 5;
-  double rate = 1000;
+  uint64_t maxMessages = 0;
+  double rate = 5000;
   int concurrency = 16;
-  double hold = 30;
+  double hold = 60;
+  double warmup = 0.5;
+  double connectTimeout = 10;
+  std::vector<int> watchPids;
+  int backendPid = 0;
 };
 
-struct Stats {
-  uint64_t messages = 0;
-  uint64_t errors = 0;
-  uint64_t handshakes = 0;
-  std::vector<uint32_t> latency_us;
-  void record(Clock::duration d) {
-    ++messages;
-    if (latency_us.size() < kMaxSamples) {
-      latency_us.push_back(static_cast<uint32_t>(
-          std::chrono::duration_cast<std::chrono::microseconds>(d).count()));
-    }
+// CPU time of a process in microseconds (utime + stime, all threads), or -1 if it is gone.
+double processCpuMicros(const std::string& pid) {
+  std::ifstream in("/proc/" + pid + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return -1;
+  // The command name (field 2) may hold spaces: fields are counted after its closing ')'.
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  uint64_t utime = 0;
+  uint64_t stime = 0;
+  for (int index = 3; index <= 15 && fields >> field; ++index) {
+    if (index == 14) utime = std::stoull(field);
+    if (index == 15) stime = std::stoull(field);
   }
-};
-
-using Ws = websocket::stream<tcp::socket>;
-
-asio::awaitable<bool> open(Ws& ws, const Options& o, tcp::endpoint endpoint) {
-  auto [ec] = co_await ws.next_layer().async_connect(endpoint, kToken);
-  if (ec) co_return false;
-  ws.next_layer().set_option(tcp::no_delay(true));
-  ws.read_message_max(256 * 1024 * 1024);
-  ws.auto_fragment(false);
-  auto [hec] = co_await ws.async_handshake(o.host, o.path, kToken);
-  co_return !hec;
+  static const double kTicksPerSecond = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return static_cast<double>(utime + stime) * 1e6 / kTicksPerSecond;
 }
 
-// One echo connection: keeps `inflight` messages outstanding (echo) or sends on a timer (rate).
+struct CpuSample {
+  double proxy = 0;
+  double backend = 0;
+  double self = 0;
+};
+
+CpuSample sampleCpu(const Options& o) {
+  CpuSample s;
+  for (int pid : o.watchPids) s.proxy += processCpuMicros(std::to_string(pid));
+  if (o.backendPid > 0) s.backend = processCpuMicros(std::to_string(o.backendPid));
+  s.self = processCpuMicros("self");
+  return s;
+}
+
+uint32_t percentile(const std::vector<uint32_t>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const auto rank = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(rank, sorted.size() - 1)];
+}
+
+// What every connection reports into; counts only while the window is open.
+struct Stats {
+  bool recording = false;
+  uint64_t messages = 0;       // echoes received inside the window
+  uint64_t messagesTotal = 0;  // echoes received during the whole run
+  uint64_t handshakes = 0;
+  uint64_t connectFailures = 0;
+  uint64_t errors = 0;  // connections lost or operations failed after the upgrade
+  std::string firstError;
+  std::vector<uint32_t> latencyUs;
+
+  void recordLatency(Clock::duration d) {
+    if (!recording || latencyUs.size() >= kMaxLatencySamples) return;
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    latencyUs.push_back(static_cast<uint32_t>(std::max<int64_t>(us, 0)));
+  }
+  void recordError(const ErrorCode& ec, bool connecting) {
+    ++(connecting ? connectFailures : errors);
+    if (firstError.empty()) firstError = ec.message();
+  }
+  void reset() {
+    messages = 0;
+    handshakes = 0;
+    latencyUs.clear();
+  }
+};
+
+void configureClient(Ws& ws, size_t messageSize) {
+  ws.next_layer().set_option(tcp::no_delay(true));
+  ws.set_option(websocket::permessage_deflate{});
+  ws.auto_fragment(false);
+  ws.read_message_max(256 * 1024 * 1024);
+  // Beast masks client frames through this buffer: size it so a message goes out in one write,
+  // as a browser would send it, instead of 4 KiB pieces that cost every proxy extra reads.
+  ws.write_buffer_bytes(std::clamp<size_t>(messageSize + 16, 4096, 1 << 20));
+  ws.binary(true);
+}
+
+// One connection of the echo and rate modes. In echo mode it keeps `inflight` messages
+// outstanding; in rate mode a timer queues messages at their scheduled times. Echoes come back in
+// order, so the oldest send time matches each echo.
 class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
  public:
+  using OnOpen = std::function<void(bool)>;
+  using OnDrained = std::function<void()>;
+
   EchoConnection(asio::io_context& io, const Options& o, Stats& stats,
-                 const std::vector<uint8_t>& payload, const bool& stopping)
-      : ws_(io), timer_(io), o_(o), stats_(stats), payload_(payload), stopping_(stopping) {}
+                 const std::vector<uint8_t>& payload)
+      : ws_(io), timer_(io), options_(o), stats_(stats), payload_(payload) {}
 
-  asio::awaitable<void> run(tcp::endpoint endpoint, Clock::duration interval) {
-    auto self = shared_from_this();
-    if (!co_await open(ws_, o_, endpoint)) {
-      ++stats_.errors;
-      co_return;
-    }
-    ws_.binary(true);
-    if (interval.count() == 0) {
-      pending_ = o_.inflight;
-      maybeWrite();
-    } else {
-      tick(interval);
-    }
-    beast::flat_buffer buffer;
-    for (;;) {
-      auto [ec, n] = co_await ws_.async_read(buffer, kToken);
-      if (ec) break;
-      buffer.consume(buffer.size());
-      if (!sent_.empty()) {
-        stats_.record(Clock::now() - sent_.front());
-        sent_.pop_front();
-      }
-      if (stopping_) {
-        if (sent_.empty()) break;
-        continue;
-      }
-      if (interval.count() == 0) {
-        ++pending_;
-        maybeWrite();
-      }
-    }
-    timer_.cancel();
-  }
-
-  void close() {
-    timer_.cancel();
-    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](auto) {});
-  }
-
- private:
-  void tick(Clock::duration interval) {
-    timer_.expires_after(interval);
-    timer_.async_wait([self = shared_from_this(), interval](boost::system::error_code ec) {
-      if (ec || self->stopping_) return;
-      ++self->pending_;
-      self->maybeWrite();
-      self->tick(interval);
+  void open(const tcp::endpoint& endpoint, OnOpen onOpen) {
+    onOpen_ = std::move(onOpen);
+    timer_.expires_after(seconds(options_.connectTimeout));
+    timer_.async_wait([weak = weak_from_this()](ErrorCode ec) {
+      if (auto self = weak.lock(); self && !ec) self->ws_.next_layer().close();
+    });
+    ws_.next_layer().async_connect(endpoint, [self = shared_from_this()](ErrorCode ec) {
+      if (ec) return self->opened(ec);
+      configureClient(self->ws_, self->options_.size);
+      const std::string host = self->options_.host + ":" + std::to_string(self->options_.port);
+      self->ws_.async_handshake(host, self->options_.path,
+                                [self](ErrorCode hec) { self->opened(hec); });
     });
   }
 
-  void maybeWrite() {
-    if (writing_ || pending_ == 0 || stopping_) return;
+  void startTraffic(Clock::duration interval, Clock::duration phase) {
+    if (!open_) return;
+    if (interval == Clock::duration::zero()) {
+      credits_ = options_.inflight;
+      writeNext();
+      return;
+    }
+    interval_ = interval;
+    next_ = Clock::now() + phase;
+    tick();
+  }
+
+  // Sends no more; calls onDrained once every message written got its echo.
+  void stopSending(OnDrained onDrained) {
+    sending_ = false;
+    credits_ = 0;
+    queued_.clear();
+    timer_.cancel();
+    onDrained_ = std::move(onDrained);
+    checkDrained();
+  }
+
+  void close() {
+    if (!open_ || closing_) return;
+    closing_ = true;
+    if (writing_) return;  // Beast allows no close while a write is outstanding; abort instead.
+    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](ErrorCode) {});
+  }
+
+  void abort() {
+    timer_.cancel();
+    ErrorCode ignored;
+    ws_.next_layer().close(ignored);
+  }
+
+ private:
+  void opened(ErrorCode ec) {
+    timer_.cancel();
+    open_ = !ec;
+    if (ec) stats_.recordError(ec, true);
+    auto onOpen = std::move(onOpen_);
+    onOpen(open_);
+    if (open_) read();
+  }
+
+  void tick() {
+    timer_.expires_at(next_);
+    timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
+      if (ec || !self->sending_) return;
+      // Queue every message that is due; if the client fell behind they go out back to back,
+      // still timed from their scheduled moment.
+      for (const auto now = Clock::now(); self->next_ <= now; self->next_ += self->interval_) {
+        self->queued_.push_back(self->next_);
+      }
+      self->writeNext();
+      self->tick();
+    });
+  }
+
+  void writeNext() {
+    if (writing_ || !open_ || !sending_) return;
+    Clock::time_point sentAt;
+    if (credits_ > 0) {
+      --credits_;
+      sentAt = Clock::now();
+    } else if (!queued_.empty()) {
+      sentAt = queued_.front();
+      queued_.pop_front();
+    } else {
+      return;
+    }
+    inflight_.push_back(sentAt);
     writing_ = true;
-    --pending_;
-    sent_.push_back(Clock::now());
-    ws_.async_write(asio::buffer(payload_),
-                    [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                      self->writing_ = false;
-                      if (ec) {
-                        ++self->stats_.errors;
-                        return;
-                      }
-                      self->maybeWrite();
-                    });
+    ws_.async_write(asio::buffer(payload_), [self = shared_from_this()](ErrorCode ec, size_t) {
+      self->writing_ = false;
+      if (ec) {
+        self->lost(ec);
+        return;
+      }
+      if (self->closing_) {
+        self->ws_.async_close(websocket::close_code::normal, [self](ErrorCode) {});
+        return;
+      }
+      self->writeNext();
+    });
+  }
+
+  void read() {
+    ws_.async_read(buffer_, [self = shared_from_this()](ErrorCode ec, size_t) {
+      if (ec) {
+        if (!self->closing_) self->lost(ec);
+        self->open_ = false;
+        self->inflight_.clear();
+        self->checkDrained();
+        return;
+      }
+      self->buffer_.clear();
+      self->echoed();
+      self->read();
+    });
+  }
+
+  void echoed() {
+    const auto now = Clock::now();
+    ++stats_.messagesTotal;
+    if (!inflight_.empty()) {
+      if (stats_.recording) {
+        ++stats_.messages;
+        stats_.recordLatency(now - inflight_.front());
+      }
+      inflight_.pop_front();
+    }
+    if (sending_ && interval_ == Clock::duration::zero()) {
+      ++credits_;
+      writeNext();
+    }
+    checkDrained();
+  }
+
+  void lost(const ErrorCode& ec) {
+    if (lostReported_) return;
+    lostReported_ = true;
+    stats_.recordError(ec, false);
+  }
+
+  void checkDrained() {
+    if (sending_ || !onDrained_ || !inflight_.empty()) return;
+    auto onDrained = std::move(onDrained_);
+    onDrained_ = nullptr;
+    onDrained();
   }
 
   Ws ws_;
   asio::steady_timer timer_;
-  const Options& o_;
+  const Options& options_;
   Stats& stats_;
   const std::vector<uint8_t>& payload_;
-  const bool& stopping_;
-  std::deque<Clock::time_point> sent_;
-  int pending_ = 0;
+  beast::flat_buffer buffer_;
+  OnOpen onOpen_;
+  OnDrained onDrained_;
+  std::deque<Clock::time_point> queued_;    // rate mode: due, not yet written
+  std::deque<Clock::time_point> inflight_;  // written, echo not yet received
+  Clock::duration interval_{};
+  Clock::time_point next_;
+  int credits_ = 0;
+  bool open_ = false;
+  bool sending_ = true;
   bool writing_ = false;
+  bool closing_ = false;
+  bool lostReported_ = false;
 };
 
-asio::awaitable<void> handshakeLoop(asio::io_context& io, const Options& o, Stats& stats,
-                                    tcp::endpoint endpoint, Clock::time_point until) {
-  while (Clock::now() < until) {
-    Ws ws(io);
-    if (!co_await open(ws, o, endpoint)) {
-      ++stats.errors;
-      continue;
-    }
-    ++stats.handshakes;
-    auto [ec] = co_await ws.async_close(websocket::close_code::normal, kToken);
-    beast::flat_buffer buffer;
-    while (!ec) std::tie(ec, std::ignore) = co_await ws.async_read(buffer, kToken);
-  }
-}
+// The measurement frame shared by the modes: warm-up, window, results.
+class Runner {
+ public:
+  explicit Runner(const Options& o)
+      : options_(o),
+        io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+        endpoint_(asio::ip::make_address(o.host), o.port),
+        timer_(io_),
+        hardStop_(io_),
+        signals_(io_, SIGINT, SIGTERM) {}
 
-asio::awaitable<void> holdOne(asio::io_context& io, const Options& o, Stats& stats,
-                              tcp::endpoint endpoint, std::vector<std::unique_ptr<Ws>>& held,
-                              int count) {
-  for (int i = 0; i < count; ++i) {
-    auto ws = std::make_unique<Ws>(io);
-    if (co_await open(*ws, o, endpoint)) {
-      ++stats.handshakes;
-      held.push_back(std::move(ws));
+  int run() {
+    signals_.async_wait([this](ErrorCode ec, int) {
+      if (!ec) interrupted();
+    });
+    if (options_.mode == "echo" || options_.mode == "rate") {
+      startEcho();
+    } else if (options_.mode == "handshakes") {
+      startHandshakes();
+    } else if (options_.mode == "hold") {
+      startHold();
     } else {
-      ++stats.errors;
+      std::cerr << "wsgate-loadgen: unknown mode '" << options_.mode << "'\n";
+      return 2;
+    }
+    io_.run();
+    return report();
+  }
+
+ private:
+  // --- echo and rate -----------------------------------------------------------------------------
+  void startEcho() {
+    payload_.assign(options_.size, 'x');
+    armHardStop(options_.connectTimeout + options_.warmup + options_.duration + 10);
+    for (int i = 0; i < options_.connections; ++i) {
+      auto c = std::make_shared<EchoConnection>(io_, options_, stats_, payload_);
+      connections_.push_back(c);
+      c->open(endpoint_, [this](bool ok) {
+        opened_ += ok;
+        if (++attempted_ == options_.connections) allEchoConnectionsOpened();
+      });
     }
   }
-}
 
-uint32_t percentile(std::vector<uint32_t>& v, double p) {
-  if (v.empty()) return 0;
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1)));
-  std::nth_element(v.begin(), v.begin() + k, v.end());
-  return v[k];
-}
-
-int run(const Options& o) {
-  asio::io_context io(1);
-  const tcp::endpoint endpoint(asio::ip::make_address(o.host), o.port);
-  Stats stats;
-  bool stopping = false;
-  const auto start = Clock::now();
-  const auto until = start + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(o.duration));
-  std::vector<std::shared_ptr<EchoConnection>> connections;
-  std::vector<std::unique_ptr<Ws>> held;
-  std::vector<uint8_t> payload(o.size, 'x');
-  asio::steady_timer deadline(io);
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](auto, auto) { io.stop(); });
-
-  if (o.mode == "echo" || o.mode == "rate") {
-    Clock::duration interval{0};
-    if (o.mode == "rate") {
-      interval = std::chrono::duration_cast<Clock::duration>(
-          std::chrono::duration<double>(o.connections / o.rate));
+  void allEchoConnectionsOpened() {
+    if (opened_ == 0) return finish();
+    Clock::duration interval{};
+    if (options_.mode == "rate") interval = seconds(options_.connections / options_.rate);
+    for (size_t i = 0; i < connections_.size(); ++i) {
+      // Spread the connections' schedules evenly over one interval.
+      const auto phase = interval * static_cast<int64_t>(i) /
+                         static_cast<int64_t>(connections_.size());
+      connections_[i]->startTraffic(interval, phase);
     }
-    for (int i = 0; i < o.connections; ++i) {
-      auto c = std::make_shared<EchoConnection>(io, o, stats, payload, stopping);
-      connections.push_back(c);
-      asio::co_spawn(io, c->run(endpoint, interval), asio::detached);
+    afterWarmup([this] {
+      timer_.expires_after(seconds(options_.duration));
+      timer_.async_wait([this](ErrorCode ec) {
+        if (!ec) stopEcho();
+      });
+      if (options_.maxMessages > 0) pollMessageCap();
+    });
+  }
+
+  void pollMessageCap() {
+    // A cheap poll instead of a check per message: the cap is a bound, not an exact count.
+    capTimer_ = std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(5));
+    capTimer_->async_wait([this](ErrorCode ec) {
+      if (ec || windowClosed_) return;
+      if (stats_.messages >= options_.maxMessages) {
+        timer_.cancel();
+        return stopEcho();
+      }
+      pollMessageCap();
+    });
+  }
+
+  void stopEcho() {
+    if (windowClosed_) return;
+    closeWindow();
+    if (capTimer_) capTimer_->cancel();
+    auto pending = std::make_shared<size_t>(connections_.size());
+    for (auto& c : connections_) {
+      c->stopSending([this, pending] {
+        if (--*pending == 0) closeEcho();
+      });
     }
-    deadline.expires_at(until);
-    deadline.async_wait([&](auto) {
-      stopping = true;
-      // Let in-flight echoes land, then close everything.
-      deadline.expires_after(std::chrono::seconds(2));
-      deadline.async_wait([&](auto) {
-        for (auto& c : connections) c->close();
-        deadline.expires_after(std::chrono::seconds(2));
-        deadline.async_wait([&](auto) { io.stop(); });
+    timer_.expires_after(kDrainTimeout);
+    timer_.async_wait([this](ErrorCode ec) {
+      if (!ec) closeEcho();
+    });
+  }
+
+  void closeEcho() {
+    if (closing_) return;
+    closing_ = true;
+    for (auto& c : connections_) c->close();
+    timer_.expires_after(kCloseTimeout);
+    timer_.async_wait([this](ErrorCode) {
+      for (auto& c : connections_) c->abort();
+      finish();
+    });
+  }
+
+  // --- handshakes --------------------------------------------------------------------------------
+  void startHandshakes() {
+    armHardStop(options_.warmup + options_.duration + 10);
+    activeLoops_ = options_.concurrency;
+    for (int i = 0; i < options_.concurrency; ++i) {
+      asio::co_spawn(io_, handshakeLoop(), [this](std::exception_ptr) {
+        if (--activeLoops_ == 0 && stopping_) finish();
+      });
+    }
+    afterWarmup([this] {
+      timer_.expires_after(seconds(options_.duration));
+      timer_.async_wait([this](ErrorCode ec) {
+        if (ec) return;
+        closeWindow();
+        stopping_ = true;
+        timer_.expires_after(kDrainTimeout);  // open loops end by themselves, bounded
+        timer_.async_wait([this](ErrorCode) { finish(); });
       });
     });
-  } else if (o.mode == "handshakes") {
-    for (int i = 0; i < o.concurrency; ++i) {
-      asio::co_spawn(io, handshakeLoop(io, o, stats, endpoint, until), asio::detached);
-    }
-    deadline.expires_at(until + std::chrono::seconds(3));
-    deadline.async_wait([&](auto) { io.stop(); });
-  } else if (o.mode == "hold") {
-    const int per = (o.connections + o.concurrency - 1) / o.concurrency;
-    int remaining = o.connections;
-    for (int i = 0; i < o.concurrency && remaining > 0; ++i) {
-      const int n = std::min(per, remaining);
-      remaining -= n;
-      asio::co_spawn(io, holdOne(io, o, stats, endpoint, held, n), asio::detached);
-    }
-    // Report once every connection is up (or failed), then hold.
-    auto poll = std::make_shared<std::function<void()>>();
-    *poll = [&, poll] {
-      if (static_cast<int>(stats.handshakes + stats.errors) >= o.connections) {
-        std::cout << "held " << stats.handshakes << std::endl;
-        deadline.expires_after(std::chrono::duration_cast<Clock::duration>(
-            std::chrono::duration<double>(o.hold)));
-        deadline.async_wait([&](auto) { io.stop(); });
-        return;
-      }
-      deadline.expires_after(std::chrono::milliseconds(20));
-      deadline.async_wait([poll](auto ec) {
-        if (!ec) (*poll)();
+  }
+
+  asio::awaitable<void> handshakeLoop() {
+    const std::string host = options_.host + ":" + std::to_string(options_.port);
+    while (!stopping_) {
+      Ws ws(io_);
+      asio::steady_timer guard(io_);
+      guard.expires_after(seconds(options_.connectTimeout));
+      guard.async_wait([&ws](ErrorCode ec) {
+        if (!ec) ws.next_layer().close();
       });
-    };
-    (*poll)();
-  } else {
-    std::cerr << "unknown mode " << o.mode << "\n";
-    return 2;
+      const auto start = Clock::now();
+      auto [ec] = co_await ws.next_layer().async_connect(endpoint_, kAwait);
+      if (!ec) {
+        configureClient(ws, 0);
+        std::tie(ec) = co_await ws.async_handshake(host, options_.path, kAwait);
+      }
+      if (ec) {
+        if (stats_.recording) stats_.recordError(ec, true);
+        // A refused or failing proxy must not turn this loop into a busy spin.
+        asio::steady_timer pause(io_, std::chrono::milliseconds(10));
+        co_await pause.async_wait(kAwait);
+        continue;
+      }
+      const auto upgraded = Clock::now();
+      std::tie(ec) = co_await ws.async_close(websocket::close_code::normal, kAwait);
+      guard.cancel();
+      if (!stats_.recording) continue;
+      if (ec) {
+        stats_.recordError(ec, false);
+        continue;
+      }
+      ++stats_.handshakes;
+      stats_.recordLatency(upgraded - start);
+    }
   }
-  io.run();
-  const double seconds = std::chrono::duration<double>(std::min(Clock::now(), until) - start).count();
-  nlohmann::json out = {{"mode", o.mode},        {"size", o.size},
-                        {"connections", o.connections}, {"seconds", seconds},
-                        {"messages", stats.messages}, {"errors", stats.errors},
-                        {"handshakes", stats.handshakes}};
-  if (!stats.latency_us.empty()) {
-    out["msgs_per_s"] = stats.messages / seconds;
-    out["p50_us"] = percentile(stats.latency_us, 0.50);
-    out["p90_us"] = percentile(stats.latency_us, 0.90);
-    out["p99_us"] = percentile(stats.latency_us, 0.99);
-    out["max_us"] = percentile(stats.latency_us, 1.0);
+
+  // --- hold --------------------------------------------------------------------------------------
+  struct Held {
+    explicit Held(asio::io_context& io) : ws(io) {}
+    Ws ws;
+    beast::flat_buffer buffer;
+  };
+
+  void startHold() {
+    armHardStop(options_.connectTimeout * 10 + options_.hold + 10);
+    const int loops = std::max(1, std::min(options_.concurrency, options_.connections));
+    for (int i = 0; i < loops; ++i) {
+      const int count = options_.connections / loops + (i < options_.connections % loops);
+      asio::co_spawn(io_, holdLoop(count), asio::detached);
+    }
   }
-  if (o.mode == "handshakes") out["handshakes_per_s"] = stats.handshakes / seconds;
-  std::cout << out.dump() << std::endl;
-  return 0;
-}
+
+  asio::awaitable<void> holdLoop(int count) {
+    const std::string host = options_.host + ":" + std::to_string(options_.port);
+    for (int i = 0; i < count && !stopping_; ++i) {
+      auto held = std::make_unique<Held>(io_);
+      asio::steady_timer guard(io_);
+      guard.expires_after(seconds(options_.connectTimeout));
+      guard.async_wait([ws = &held->ws](ErrorCode ec) {
+        if (!ec) ws->next_layer().close();
+      });
+      auto [ec] = co_await held->ws.next_layer().async_connect(endpoint_, kAwait);
+      if (!ec) {
+        configureClient(held->ws, 0);
+        std::tie(ec) = co_await held->ws.async_handshake(host, options_.path, kAwait);
+      }
+      guard.cancel();
+      if (ec) {
+        stats_.recordError(ec, true);
+      } else {
+        ++stats_.handshakes;
+        // One pending read per connection answers pings and notices a proxy that drops it.
+        Held& h = *held;
+        h.ws.async_read(h.buffer, [this](ErrorCode rec, size_t) {
+          if (!stopping_) stats_.recordError(rec, false);
+        });
+        held_.push_back(std::move(held));
+      }
+      if (++attempted_ == options_.connections) allHeld();
+    }
+  }
+
+  void allHeld() {
+    std::cout << "held " << stats_.handshakes << " failed " << stats_.connectFailures
+              << std::endl;
+    timer_.expires_after(seconds(options_.hold));
+    timer_.async_wait([this](ErrorCode ec) {
+      if (!ec) endHold();
+    });
+  }
+
+  void endHold() {
+    if (stopping_) return;
+    stopping_ = true;
+    heldAtEnd_ = held_.size() - stats_.errors;
+    ErrorCode ignored;
+    for (auto& h : held_) h->ws.next_layer().close(ignored);
+    finish();
+  }
+
+  // --- shared frame ------------------------------------------------------------------------------
+  void afterWarmup(std::function<void()> then) {
+    timer_.expires_after(seconds(options_.warmup));
+    timer_.async_wait([this, then = std::move(then)](ErrorCode ec) {
+      if (ec) return;
+      stats_.reset();
+      stats_.recording = true;
+      cpuStart_ = sampleCpu(options_);
+      windowStart_ = Clock::now();
+      windowOpened_ = true;
+      then();
+    });
+  }
+
+  void closeWindow() {
+    if (windowClosed_) return;
+    windowClosed_ = true;
+    windowEnd_ = Clock::now();
+    cpuEnd_ = sampleCpu(options_);
+    stats_.recording = false;
+  }
+
+  void interrupted() {
+    if (options_.mode == "hold") return endHold();
+    if (options_.mode == "handshakes") {
+      closeWindow();
+      stopping_ = true;
+      return finish();
+    }
+    if (!windowOpened_) return finish();
+    timer_.cancel();
+    stopEcho();
+  }
+
+  void armHardStop(double limitSeconds) {
+    hardStop_.expires_after(seconds(limitSeconds));
+    hardStop_.async_wait([this](ErrorCode ec) {
+      if (ec) return;
+      hardStopped_ = true;
+      finish();
+    });
+  }
+
+  void finish() {
+    closeWindow();
+    io_.stop();
+  }
+
+  int report() {
+    const auto& o = options_;
+    const bool measured = windowOpened_;
+    const double window = measured ? secondsBetween(windowStart_, windowEnd_) : 0;
+    std::sort(stats_.latencyUs.begin(), stats_.latencyUs.end());
+    nlohmann::json out = {{"mode", o.mode},
+                          {"target", o.host + ":" + std::to_string(o.port) + o.path},
+                          {"connections", o.connections},
+                          {"seconds", window},
+                          {"connect_failures", stats_.connectFailures},
+                          {"errors", stats_.errors},
+                          {"timed_out", hardStopped_}};
+    if (!stats_.firstError.empty()) out["first_error"] = stats_.firstError;
+    std::ostringstream human;
+    human.precision(3);
+    if (o.mode == "echo" || o.mode == "rate") {
+      out["open"] = opened_;
+      out["size"] = o.size;
+      if (o.mode == "echo") out["inflight"] = o.inflight;
+      if (o.mode == "rate") out["rate"] = o.rate;
+      out["messages"] = stats_.messages;
+      out["messages_total"] = stats_.messagesTotal;
+      out["msgs_per_s"] = window > 0 ? stats_.messages / window : 0;
+      human << o.mode << " " << o.size << " B, " << opened_ << " conns: "
+            << static_cast<uint64_t>(window > 0 ? stats_.messages / window : 0) << " msgs/s";
+    } else if (o.mode == "handshakes") {
+      out["concurrency"] = o.concurrency;
+      out["handshakes"] = stats_.handshakes;
+      out["handshakes_per_s"] = window > 0 ? stats_.handshakes / window : 0;
+      human << "handshakes, " << o.concurrency << " concurrent: "
+            << static_cast<uint64_t>(window > 0 ? stats_.handshakes / window : 0) << "/s";
+    } else {
+      out["held"] = stats_.handshakes;
+      out["held_at_end"] = heldAtEnd_;
+      human << "hold: " << stats_.handshakes << " held, " << heldAtEnd_ << " still open at end";
+    }
+    if (!stats_.latencyUs.empty()) {
+      const auto& v = stats_.latencyUs;
+      out["latency_samples"] = v.size();
+      out["p50_us"] = percentile(v, 0.50);
+      out["p90_us"] = percentile(v, 0.90);
+      out["p99_us"] = percentile(v, 0.99);
+      out["p999_us"] = percentile(v, 0.999);
+      out["max_us"] = v.back();
+      human << ", latency p50 " << percentile(v, 0.50) / 1000.0 << " ms p90 "
+            << percentile(v, 0.90) / 1000.0 << " ms p99 " << percentile(v, 0.99) / 1000.0
+            << " ms max " << v.back() / 1000.0 << " ms";
+    }
+    if (measured && o.mode != "hold") {
+      nlohmann::json cpu = {{"loadgen_us", cpuEnd_.self - cpuStart_.self}};
+      if (!o.watchPids.empty()) cpu["proxy_us"] = cpuEnd_.proxy - cpuStart_.proxy;
+      if (o.backendPid > 0) cpu["backend_us"] = cpuEnd_.backend - cpuStart_.backend;
+      out["cpu"] = cpu;
+      const uint64_t units = o.mode == "handshakes" ? stats_.handshakes : stats_.messages;
+      if (!o.watchPids.empty() && units > 0) {
+        const double perUnit = (cpuEnd_.proxy - cpuStart_.proxy) / static_cast<double>(units);
+        out["proxy_cpu_us_per_unit"] = perUnit;
+        human << ", proxy CPU " << perUnit << " us/"
+              << (o.mode == "handshakes" ? "handshake" : "msg");
+      }
+    }
+    human << ", " << stats_.connectFailures << " connect failures, " << stats_.errors
+          << " errors" << (hardStopped_ ? " (TIMED OUT)" : "");
+    std::cerr << human.str() << std::endl;
+    std::cout << out.dump() << std::endl;
+    const uint64_t done = o.mode == "hold" || o.mode == "handshakes" ? stats_.handshakes
+                                                                     : stats_.messages;
+    return !hardStopped_ && done > 0 ? 0 : 1;
+  }
+
+  const Options& options_;
+  asio::io_context io_;
+  tcp::endpoint endpoint_;
+  asio::steady_timer timer_;
+  asio::steady_timer hardStop_;
+  std::unique_ptr<asio::steady_timer> capTimer_;
+  asio::signal_set signals_;
+  Stats stats_;
+  std::vector<uint8_t> payload_;
+  std::vector<std::shared_ptr<EchoConnection>> connections_;
+  std::vector<std::unique_ptr<Held>> held_;
+  int attempted_ = 0;
+  int activeLoops_ = 0;
+  int opened_ = 0;
+  uint64_t heldAtEnd_ = 0;
+  bool stopping_ = false;
+  bool closing_ = false;
+  bool windowOpened_ = false;
+  bool windowClosed_ = false;
+  bool hardStopped_ = false;
+  Clock::time_point windowStart_;
+  Clock::time_point windowEnd_;
+  CpuSample cpuStart_;
+  CpuSample cpuEnd_;
+};
 
 }  // namespace
 }  // namespace wsgate::bench
 
 int main(int argc, char** argv) {
   wsgate::bench::Options o;
-  CLI::App app{"wsgate-loadgen: WebSocket load generator"};
-  app.add_option("mode", o.mode, "echo, rate, handshakes or hold")->required();
-  app.add_option("--host", o.host, "IP address");
-  app.add_option("--port", o.port)->required();
-  app.add_option("--path", o.path);
-  app.add_option("-c,--connections", o.connections);
-  app.add_option("-k,--inflight", o.inflight, "echo: messages in flight per connection");
-  app.add_option("-s,--size", o.size, "message size in bytes");
-  app.add_option("-d,--duration", o.duration, "seconds");
-  app.add_option("-r,--rate", o.rate, "rate: messages per second in total");
-  app.add_option("--concurrency", o.concurrency, "handshakes/hold: parallel loops");
-  app.add_option("--hold", o.hold, "hold: seconds to keep the connections");
+  CLI::App app{"wsgate-loadgen: WebSocket load generator (echo, rate, handshakes, hold)"};
+  app.add_option("mode", o.mode, "echo, rate, handshakes or hold")
+      ->required()
+      ->check(CLI::IsMember({"echo", "rate", "handshakes", "hold"}));
+  app.add_option("--host", o.host, "target IPv4/IPv6 address")->capture_default_str();
+  app.add_option("-p,--port", o.port, "target port")->required();
+  app.add_option("--path", o.path, "request path")->capture_default_str();
+  app.add_option("-c,--connections", o.connections, "echo/rate/hold: connections")
+      ->capture_default_str();
+  app.add_option("-k,--inflight", o.inflight, "echo: messages in flight per connection")
+      ->capture_default_str();
+  app.add_option("-s,--size", o.size, "echo/rate: message size in bytes")->capture_default_str();
+  app.add_option("-d,--duration", o.duration, "measurement window, seconds")
+      ->capture_default_str();
+  app.add_option("-n,--messages", o.maxMessages, "echo/rate: end the window after this many")
+      ->capture_default_str();
+  app.add_option("-r,--rate", o.rate, "rate: messages per second, all connections together")
+      ->capture_default_str();
+  app.add_option("--concurrency", o.concurrency, "handshakes/hold: parallel loops")
+      ->capture_default_str();
+  app.add_option("--hold", o.hold, "hold: seconds to keep the connections at most")
+      ->capture_default_str();
+  app.add_option("--warmup", o.warmup, "seconds of load before the window opens")
+      ->capture_default_str();
+  app.add_option("--connect-timeout", o.connectTimeout, "seconds per connect + upgrade")
+      ->capture_default_str();
+  app.add_option("--watch-pid", o.watchPids, "proxy process(es) whose CPU time to sample");
+  app.add_option("--backend-pid", o.backendPid, "backend process whose CPU time to sample");
   CLI11_PARSE(app, argc, argv);
-  return wsgate::bench::run(o);
+  if (o.connections <= 0 || o.inflight <= 0 || o.rate <= 0 || o.concurrency <= 0 ||
+      o.duration <= 0) {
+    std::cerr << "wsgate-loadgen: counts, rate and duration must be positive\n";
+    return 2;
+  }
+  return wsgate::bench::Runner(o).run();
 }

@@ -1,57 +1,165 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: wsgate, nginx, HAProxy (mode http) and HAProxy (mode tcp, the raw
-# relay reference), each with one worker, in front of the same echo backend, in one run.
-# Loopback only; every scenario is bounded in time. BENCH_QUICK=1 for a ~1 s smoke run.
-# Usage (from the repository root): BUILD_DIR=build bench/run.sh
-set -euo pipefail
+# Side-by-side benchmark of wsgate, nginx, HAProxy mode http and HAProxy mode tcp (the raw relay
+# reference): each with one worker, each on its own loopback port, all in front of the same echo
+# backend, the same scenarios against each in one run. See docs/benchmarks.md.
+#
+# Usage (from the repository root): make bench, or BUILD_DIR=build bench/run.sh
+#   BENCH_QUICK=1              ~1 s per scenario and 1,000 idle connections: a smoke run
+#   BENCH_DURATION=S           seconds per measurement window (default 5, quick 1)
+#   BENCH_IDLE_CONNECTIONS=N   idle connections held per proxy (default 5000, quick 1000)
+#   BENCH_PROXIES="wsgate nginx haproxy-http haproxy-tcp"   which proxies, in this order
+#   BENCH_PIN=0                do not pin the proxies to CPU 0 and the load to CPU 1
+#   BENCH_TIMEOUT=S            wall-clock bound of the whole run (default 1200)
+#   WSGATE_BIN=PATH            the wsgate binary (default $BUILD_DIR/wsgate)
+#
+# Loopback only. Every load run is bounded in count and time, every wait has a deadline, and
+# only the processes this script started are stopped, by PID. A proxy that fails to start or
+# dies is reported in the table; the run goes on with the others.
+set -uo pipefail
+
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-build}
 [[ $build = /* ]] || build="$root/$build"
-duration=5
-[[ ${BENCH_QUICK:-0} = 1 ]] && duration=1
-idle_conns=${BENCH_IDLE_CONNECTIONS:-5000}
-[[ ${BENCH_QUICK:-0} = 1 ]] && idle_conns=500
+quick=${BENCH_QUICK:-0}
+if [[ $quick = 1 ]]; then
+  duration=${BENCH_DURATION:-1} warmup=0.3 idle_conns=${BENCH_IDLE_CONNECTIONS:-1000}
+else
+  duration=${BENCH_DURATION:-5} warmup=1 idle_conns=${BENCH_IDLE_CONNECTIONS:-5000}
+fi
+read -r -a proxies <<<"${BENCH_PROXIES:-wsgate nginx haproxy-http haproxy-tcp}"
+run_limit=${BENCH_TIMEOUT:-1200}
+results_dir="$root/bench/results"
 
-cmake --build "$build" --target wsgate wsgate-loadgen wsgate-bench-echo >/dev/null
+log() { echo "bench: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# --- tools --------------------------------------------------------------------------------------
+if [[ ! -f $build/CMakeCache.txt ]]; then
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null \
+    || die "cannot configure $build"
+fi
+cmake --build "$build" --target wsgate-loadgen wsgate-bench-echo >/dev/null \
+  || die "cannot build wsgate-loadgen and wsgate-bench-echo in $build"
 loadgen="$build/bench/wsgate-loadgen"
-command -v nginx >/dev/null && command -v haproxy >/dev/null \
-  || "$root/scripts/install-deps.sh" bench
-ulimit -n "$(ulimit -Hn)"  # 5,000 idle clients need ~10,000 descriptors per proxy
+wsgate_bin=${WSGATE_BIN:-$build/wsgate}
+echo_bin="$build/bench/wsgate-bench-echo"
 
-tmp=$(mktemp -d /tmp/wsgate-bench.XXXX)
-pids=()
+missing=()
+for tool in nginx haproxy python3; do
+  [[ -x /usr/sbin/$tool || -x /usr/bin/$tool ]] || missing+=("$tool")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  log "installing ${missing[*]} from Debian"
+  sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  # policy-rc.d 101: the packages' install scripts must not start system services.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod +x "$policy"
+    own_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]/python3/python3-minimal}" >/dev/null
+  rc=$?
+  [[ $own_policy -eq 1 ]] && "${sudo[@]}" rm -f "$policy"
+  [[ $rc -eq 0 ]] || die "apt-get install ${missing[*]} failed"
+fi
+nginx_bin=$(PATH=/usr/sbin:/usr/bin:$PATH command -v nginx)
+haproxy_bin=$(PATH=/usr/sbin:/usr/bin:$PATH command -v haproxy)
+python=$(PATH=/usr/bin:$PATH command -v python3)
+
+# 5,000 idle clients cost the load generator 5,000 descriptors and a proxy 10,000.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if (($(ulimit -n) < 2 * idle_conns + 200)); then
+  idle_conns=$((($(ulimit -n) - 200) / 2))
+  log "descriptor limit $(ulimit -n): holding $idle_conns idle connections instead"
+fi
+
+# One core for the proxy under test, the other for the load generator and the echo backend.
+pin_proxy=() pin_load=()
+if [[ ${BENCH_PIN:-1} = 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+  pin_proxy=(taskset -c 0) pin_load=(taskset -c 1)
+fi
+
+# --- processes and cleanup ------------------------------------------------------------------------
+tmp=$(mktemp -d /tmp/wsgate-bench.XXXXXX)
+started=()  # every PID this script started, stopped by PID at exit
+watchdog=
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  sleep 0.3
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+  trap - EXIT INT TERM
+  [[ -n $watchdog ]] && kill "$watchdog" 2>/dev/null
+  for p in "${started[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for _ in $(seq 20); do
+    alive=0
+    for p in "${started[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
     sleep 0.1
   done
-  echo "bench: nothing listens on port $1; logs:" >&2
-  tail -n 5 "$tmp"/*.log "$tmp"/nginx/error.log >&2 2>/dev/null || true
+  for p in "${started[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  if [[ -d $tmp ]]; then
+    rm -rf "$results_dir/logs"
+    mkdir -p "$results_dir/logs"
+    cp "$tmp"/*.log "$tmp"/*.yaml "$tmp"/*.cfg "$tmp"/*.conf "$results_dir/logs/" 2>/dev/null
+    rm -rf "$tmp"
+  fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "stopped (wall-clock bound of ${run_limit}s?)"; exit 124' TERM
+(
+  trap 'kill "$timer" 2>/dev/null; exit 0' TERM
+  sleep "$run_limit" &
+  timer=$!
+  wait "$timer" && kill -TERM $$ 2>/dev/null
+) &
+watchdog=$!
+
+free_port() {
+  "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {  # port pid: up to 10 s, while pid lives
+  for _ in $(seq 100); do
+    port_open "$1" && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
   return 1
 }
-tck=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+first_child() {  # pid: its first child's PID, waiting up to 5 s for it to appear
+  local child
+  for _ in $(seq 50); do
+    read -r child _ <"/proc/$1/task/$1/children" 2>/dev/null
+    [[ -n ${child:-} ]] && { echo "$child"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+json_str() { "$python" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
 
-# --- the echo backend -------------------------------------------------------------------------
-backend_port=$(free_port)
-"$build/bench/wsgate-bench-echo" --port "$backend_port" >"$tmp/echo.log" 2>&1 &
-pids+=($!)
-wait_port "$backend_port"
+# --- the echo backend ---------------------------------------------------------------------------
+"${pin_load[@]}" "$echo_bin" --port 0 >"$tmp/echo.log" 2>&1 &
+backend_pid=$!
+started+=("$backend_pid")
+for _ in $(seq 50); do grep -q '^listening' "$tmp/echo.log" && break; sleep 0.1; done
+backend_port=$(awk -F: '/^listening/ {print $NF}' "$tmp/echo.log")
+[[ -n $backend_port ]] || die "echo backend did not start: $(cat "$tmp/echo.log")"
 
 # --- the proxies --------------------------------------------------------------------------------
-declare -A port pid
-port[wsgate]=$(free_port)
-cat >"$tmp/wsgate.yaml" <<YAML
+declare -A port pid watch status
+# status[p]: empty while the proxy runs, else why it does not.
+
+start_wsgate() {
+  if [[ ! -x $wsgate_bin ]]; then
+    status[wsgate]="not built ($wsgate_bin missing)"
+    return
+  fi
+  cat >"$tmp/wsgate.yaml" <<YAML
 workers: 1
 admin: { address: 127.0.0.1:0 }
 listeners:
@@ -65,18 +173,23 @@ clusters:
   - name: backend
     endpoints: ["127.0.0.1:$backend_port"]
 YAML
-"$build/wsgate" --config "$tmp/wsgate.yaml" --log-level warn 2>"$tmp/wsgate.log" &
-pid[wsgate]=$!
-pids+=($!)
+  "${pin_proxy[@]}" "$wsgate_bin" --config "$tmp/wsgate.yaml" --log-level warn \
+    >"$tmp/wsgate.log" 2>&1 &
+  pid[wsgate]=$!
+  watch[wsgate]=$!
+}
 
-port[nginx]=$(free_port)
-mkdir -p "$tmp/nginx/logs"
-cat >"$tmp/nginx/nginx.conf" <<CONF
-worker_processes 1;
+start_nginx() {
+  mkdir -p "$tmp/nginx"
+  cat >"$tmp/nginx.conf" <<CONF
+# One worker proxying WebSocket upgrades; everything it writes stays in $tmp.
 daemon off;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 15000; }
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx.log warn;
+events { worker_connections $((2 * idle_conns + 1000)); }
 http {
   access_log off;
   client_body_temp_path $tmp/nginx/body;
@@ -85,95 +198,202 @@ http {
   uwsgi_temp_path $tmp/nginx/uwsgi;
   scgi_temp_path $tmp/nginx/scgi;
   server {
-    listen 127.0.0.1:${port[nginx]};
+    listen 127.0.0.1:${port[nginx]} backlog=4096;
     location / {
       proxy_pass http://127.0.0.1:$backend_port;
       proxy_http_version 1.1;
       proxy_set_header Upgrade \$http_upgrade;
       proxy_set_header Connection "upgrade";
+      proxy_set_header Host \$host;
+      proxy_buffering off;
       proxy_read_timeout 1h;
       proxy_send_timeout 1h;
     }
   }
 }
 CONF
-nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
-nginx_master=$!
-pids+=($nginx_master)
+  "${pin_proxy[@]}" "$nginx_bin" -e "$tmp/nginx.log" -p "$tmp/nginx/" -c "$tmp/nginx.conf" \
+    >>"$tmp/nginx.log" 2>&1 &
+  pid[nginx]=$!
+}
 
-haproxy_conf() {  # mode, port
-  cat <<CONF
+start_haproxy() {  # mode
+  local name=haproxy-$1
+  cat >"$tmp/$name.cfg" <<CONF
 global
   nbthread 1
-  maxconn 8000
+  maxconn $((idle_conns + 1000))
 defaults
   mode $1
+  maxconn $((idle_conns + 1000))
   timeout connect 5s
   timeout client 1h
   timeout server 1h
   timeout tunnel 1h
 frontend in
-  bind 127.0.0.1:$2
+  bind 127.0.0.1:${port[$name]}
   default_backend out
 backend out
   server echo 127.0.0.1:$backend_port
 CONF
+  "${pin_proxy[@]}" "$haproxy_bin" -db -f "$tmp/$name.cfg" -p "$tmp/$name.pid" \
+    >"$tmp/$name.log" 2>&1 &
+  pid[$name]=$!
+  watch[$name]=$!
 }
-for mode in http tcp; do
-  port[haproxy-$mode]=$(free_port)
-  haproxy_conf "$mode" "${port[haproxy-$mode]}" >"$tmp/haproxy-$mode.cfg"
-  haproxy -db -f "$tmp/haproxy-$mode.cfg" >"$tmp/haproxy-$mode.log" 2>&1 &
-  pid[haproxy-$mode]=$!
-  pids+=($!)
-done
 
-for p in wsgate nginx haproxy-http haproxy-tcp; do wait_port "${port[$p]}"; done
-pid[nginx]=$(pgrep -P "$nginx_master" | head -1)  # the worker does the relaying
+for p in "${proxies[@]}"; do
+  port[$p]=$(free_port)
+  case $p in
+    wsgate) start_wsgate ;;
+    nginx) start_nginx ;;
+    haproxy-http) start_haproxy http ;;
+    haproxy-tcp) start_haproxy tcp ;;
+    *) die "unknown proxy '$p' (wsgate, nginx, haproxy-http, haproxy-tcp)" ;;
+  esac
+  [[ -n ${pid[$p]:-} ]] && started+=("${pid[$p]}")
+done
+for p in "${proxies[@]}"; do
+  [[ -n ${status[$p]:-} ]] && { log "$p: ${status[$p]}"; continue; }
+  if ! wait_port "${port[$p]}" "${pid[$p]}"; then
+    status[$p]="did not start: $(tail -n 2 "$tmp/$p.log" 2>/dev/null | tr '\n' ' ')"
+    log "$p: ${status[$p]}"
+    continue
+  fi
+  if [[ $p = nginx ]]; then
+    # The worker relays; the master only supervises. Watch both, sample the worker's RSS.
+    if ! worker=$(first_child "${pid[nginx]}"); then
+      status[nginx]="no worker process: $(tail -n 2 "$tmp/nginx.log" | tr '\n' ' ')"
+      log "nginx: ${status[nginx]}"
+      continue
+    fi
+    watch[nginx]="${pid[nginx]} $worker"
+    rss_pid_nginx=$worker
+  fi
+  log "$p: pid ${pid[$p]}, port ${port[$p]}"
+done
+rss_pid() { [[ $1 = nginx ]] && echo "$rss_pid_nginx" || echo "${pid[$1]}"; }
 
 # --- scenarios ----------------------------------------------------------------------------------
 results="$tmp/results.jsonl"
-record() {  # proxy scenario cpu_us json
-  echo "{\"proxy\":\"$1\",\"scenario\":\"$2\",\"cpu_us\":$3,\"result\":$4}" >>"$results"
+: >"$results"
+record() {  # proxy scenario ok json
+  printf '{"proxy":"%s","scenario":"%s","ok":%s,"result":%s}\n' "$1" "$2" "$3" "$4" >>"$results"
 }
+alive() {  # proxy: still serving? Marks it down otherwise.
+  local p=$1
+  [[ -n ${status[$p]:-} ]] && return 1
+  for w in ${watch[$p]}; do
+    if ! kill -0 "$w" 2>/dev/null; then
+      status[$p]="exited during the run: $(tail -n 2 "$tmp/$p.log" 2>/dev/null | tr '\n' ' ')"
+      log "$p: ${status[$p]}"
+      return 1
+    fi
+  done
+}
+skip() {  # proxy scenario
+  record "$1" "$2" false "{\"error\":$(json_str "${status[$1]}")}"
+}
+
 measure() {  # proxy scenario loadgen-args...
-  local proxy=$1 scenario=$2; shift 2
-  local before after out
-  before=$(cpu_ticks "${pid[$proxy]}")
-  if ! out=$(timeout $((duration + 30)) "$loadgen" "$@" --port "${port[$proxy]}" | tail -1); then
-    echo "bench: $proxy $scenario failed" >&2
-    out='{"error":"failed"}'
+  local p=$1 scenario=$2
+  shift 2
+  alive "$p" || { skip "$p" "$scenario"; return; }
+  local watch_args=() out rc
+  for w in ${watch[$p]}; do watch_args+=(--watch-pid "$w"); done
+  timeout -k 2 "$(awk -v d="$duration" 'BEGIN {print int(d) + 40}')" \
+    "${pin_load[@]}" "$loadgen" "$@" --port "${port[$p]}" --warmup "$warmup" -d "$duration" \
+    "${watch_args[@]}" --backend-pid "$backend_pid" >"$tmp/out" 2>"$tmp/human"
+  rc=$?
+  out=$(tail -n 1 "$tmp/out")
+  [[ $out = '{'* ]] || out="{\"error\":$(json_str "loadgen exit $rc: $(tail -n 2 "$tmp/human")")}"
+  alive "$p" || out="{\"error\":$(json_str "${status[$p]}")}"
+  record "$p" "$scenario" "$([[ $rc -eq 0 ]] && echo true || echo false)" "$out"
+  printf '  %-13s %-11s %s\n' "$p" "$scenario" "$(tail -n 1 "$tmp/human")" >&2
+  sleep 0.5  # let closes and the backend settle before the next run
+}
+
+hold() {  # proxy: RSS per idle connection
+  local p=$1 scenario=idle
+  alive "$p" || { skip "$p" "$scenario"; return; }
+  local rp rss_before rss_held rss_after fds_before fds_held fds_after lg held failed
+  rp=$(rss_pid "$p")
+  rss_before=$(rss_kib "$rp")
+  fds_before=$(fd_count "$rp")
+  timeout -k 2 180 "${pin_load[@]}" "$loadgen" hold --port "${port[$p]}" -c "$idle_conns" \
+    --concurrency 100 --hold 120 >"$tmp/hold.out" 2>"$tmp/human" &
+  lg=$!
+  for _ in $(seq 1200); do  # 120 s at most to open them all
+    grep -q '^held' "$tmp/hold.out" && break
+    kill -0 "$lg" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 1  # every upgrade has completed; let the proxy settle
+  rss_held=$(rss_kib "$rp")
+  fds_held=$(fd_count "$rp")
+  read -r _ held _ failed < <(grep '^held' "$tmp/hold.out") || true
+  kill -TERM "$lg" 2>/dev/null
+  wait "$lg" 2>/dev/null
+  # Wait (bounded) until the proxy has closed them all, so the next run starts clean.
+  for _ in $(seq 100); do
+    (($(fd_count "$rp") <= fds_before + 2)) && break
+    sleep 0.1
+  done
+  rss_after=$(rss_kib "$rp")
+  fds_after=$(fd_count "$rp")
+  local ok=true per=null
+  if [[ -z ${held:-} || ${held:-0} -eq 0 ]]; then
+    ok=false held=0 failed=${failed:-$idle_conns}
+  else
+    per=$(awk -v a="$rss_held" -v b="$rss_before" -v n="$held" 'BEGIN {printf "%.3f", (a - b) / n}')
   fi
-  after=$(cpu_ticks "${pid[$proxy]}")
-  record "$proxy" "$scenario" $(( (after - before) * 1000000 / tck )) "$out"
-  echo "  $proxy $scenario: $out" >&2
-}
-hold() {  # proxy
-  local proxy=$1 before after held
-  before=$(rss_kib "${pid[$proxy]}")
-  "$loadgen" hold -c "$idle_conns" --concurrency 50 --hold 60 --port "${port[$proxy]}" \
-    >"$tmp/hold.out" 2>&1 &
-  local lg=$!
-  for _ in $(seq 600); do grep -q '^held' "$tmp/hold.out" && break; sleep 0.1; done
-  sleep 1
-  after=$(rss_kib "${pid[$proxy]}")
-  held=$(awk '/^held/ {print $2}' "$tmp/hold.out")
-  kill "$lg" 2>/dev/null; wait "$lg" 2>/dev/null || true
-  sleep 2
-  record "$proxy" idle 0 "{\"held\":${held:-0},\"rss_before_kib\":$before,\"rss_after_kib\":$after}"
-  echo "  $proxy idle: held ${held:-0}, RSS $before -> $after KiB" >&2
+  ((failed > 0)) && ok=false
+  alive "$p" || ok=false
+  record "$p" "$scenario" "$ok" "$(printf '{"held":%d,"failed":%d,"rss_before_kib":%d,"rss_held_kib":%d,"rss_after_close_kib":%d,"rss_kib_per_conn":%s,"fds_before":%d,"fds_held":%d,"fds_after_close":%d}' \
+    "$held" "$failed" "$rss_before" "$rss_held" "$rss_after" "$per" "$fds_before" "$fds_held" \
+    "$fds_after")"
+  printf '  %-13s %-11s held %d (failed %d): RSS %d -> %d KiB (%s KiB/conn), after close %d KiB; fds %d -> %d -> %d\n' \
+    "$p" "$scenario" "$held" "$failed" "$rss_before" "$rss_held" "$per" "$rss_after" \
+    "$fds_before" "$fds_held" "$fds_after" >&2
+  sleep 0.5
 }
 
-for proxy in wsgate nginx haproxy-http haproxy-tcp; do
-  echo "bench: $proxy" >&2
-  measure "$proxy" echo-64 echo -c 50 -k 8 -s 64 -d "$duration"
-  measure "$proxy" echo-4k echo -c 50 -k 8 -s 4096 -d "$duration"
-  measure "$proxy" echo-64k echo -c 50 -k 2 -s 65536 -d "$duration"
-  measure "$proxy" rate rate -c 50 -r 5000 -s 64 -d "$duration"
-  measure "$proxy" handshakes handshakes --concurrency 16 -d "$duration"
-  hold "$proxy"
+# Scenario by scenario, every proxy in turn: the runs compared with each other are close in time
+# on a noisy machine. Idle memory first, while every proxy is fresh: memory freed by earlier load
+# would otherwise be reused and hide the real cost of a connection.
+log "$duration s per scenario after ${warmup} s of warm-up, $idle_conns idle connections," \
+  "pinned: ${pin_proxy[*]:-no}"
+log "idle: RSS per idle connection, $idle_conns held"
+for p in "${proxies[@]}"; do hold "$p"; done
+for size in 64 4096 65536; do
+  name=echo-$size
+  [[ $size = 4096 ]] && name=echo-4k
+  [[ $size = 65536 ]] && name=echo-64k
+  log "$name: 50 connections x 8 messages in flight of $size B"
+  for p in "${proxies[@]}"; do measure "$p" "$name" echo -c 50 -k 8 -s "$size"; done
 done
+log "rate: 5,000 msg/s of 64 B over 50 connections"
+for p in "${proxies[@]}"; do measure "$p" rate rate -c 50 -r 5000 -s 64; done
+log "handshakes: 16 concurrent connect + upgrade + close loops"
+for p in "${proxies[@]}"; do measure "$p" handshakes handshakes --concurrency 16; done
 
-mkdir -p "$root/bench/results"
-/usr/bin/python3 "$root/bench/report.py" "$results" "$duration" "$idle_conns" \
-  | tee "$root/bench/results/latest.md"
-cp "$results" "$root/bench/results/latest.jsonl"
+# --- report -------------------------------------------------------------------------------------
+mkdir -p "$results_dir"
+meta=$(printf '{"date":"%s","host":%s,"cores":%d,"duration_s":%s,"warmup_s":%s,"idle_connections":%d,"pinned":%s,"quick":%s,"commit":%s,"nginx":%s,"haproxy":%s,"kernel":%s}' \
+  "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(json_str "$(hostname)")" "$(nproc)" "$duration" \
+  "$warmup" "$idle_conns" "$([[ ${#pin_proxy[@]} -gt 0 ]] && echo true || echo false)" \
+  "$([[ $quick = 1 ]] && echo true || echo false)" \
+  "$(json_str "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)")" \
+  "$(json_str "$("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///')")" \
+  "$(json_str "$("$haproxy_bin" -v 2>&1 | head -n 1 | awk '{print $3}')")" \
+  "$(json_str "$(uname -r)")")
+for p in "${proxies[@]}"; do
+  [[ -n ${status[$p]:-} ]] && meta=${meta%\}},\"status_$p\":$(json_str "${status[$p]}")\}
+done
+echo "$meta" >"$tmp/meta.json"
+cp "$results" "$results_dir/latest.jsonl"
+"$python" "$root/bench/report.py" "$tmp/meta.json" "$results" >"$results_dir/latest.md" \
+  || die "report failed"
+echo
+cat "$results_dir/latest.md"
+log "written to bench/results/latest.md (raw: latest.jsonl, configs and logs: logs/)"

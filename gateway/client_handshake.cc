@@ -249,10 +249,9 @@ asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_b
 }  // namespace
 
 asio::awaitable<void> serveClient(WorkerContext& worker, std::shared_ptr<const RoutingTable> table,
-                                  size_t listener_index, asio::ip::tcp::socket socket) {
+                                  size_t listener_index, asio::ip::tcp::socket socket,
+                                  asio::ip::tcp::endpoint peer) {
   error_code ec;
-  const auto peer = socket.remote_endpoint(ec);
-  if (ec) co_return;  // already gone
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
   Handshake handshake(worker, std::move(table), listener_index, std::move(socket),
                       peer.address().to_string());

@@ -18,6 +18,7 @@ namespace wsgate::gateway {
 boost::asio::awaitable<void> serveClient(WorkerContext& worker,
                                          std::shared_ptr<const RoutingTable> table,
                                          size_t listener_index,
-                                         boost::asio::ip::tcp::socket socket);
+                                         boost::asio::ip::tcp::socket socket,
+                                         boost::asio::ip::tcp::endpoint peer);
 
 }  // namespace wsgate::gateway

@@ -50,6 +50,18 @@ std::string_view extensionName(std::string_view extension) {
   return trim(extension.substr(0, extension.find(';')));
 }
 
+bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+// True if any `field` header line of `fields` lists `token`.
+template <typename Fields>
+bool headerHasToken(const Fields& fields, http::field field, std::string_view token) {
+  bool found = false;
+  forEachHeaderToken(fields, field, [&](std::string_view t) { found = found || iequals(t, token); });
+  return found;
+}
+
 bool isBase64Key(std::string_view key) {
   // 16 bytes encode to exactly 24 characters ending in "==".
   if (key.size() != 24 || key.substr(22) != "==") return false;
@@ -87,8 +99,11 @@ std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
     return bad(400, "missing Host header", "missing_host");
   }
   if (request.find(http::field::content_length) != request.end()) {
+    // Anything but a zero length ("0", "00") means bytes that would be mistaken for frames.
     const std::string_view length = trim(request[http::field::content_length]);
-    if (length != "0") return bad(400, "an upgrade request cannot carry a body", "has_body");
+    if (length.empty() || length.find_first_not_of('0') != std::string_view::npos) {
+      return bad(400, "an upgrade request cannot carry a body", "has_body");
+    }
   }
   if (request.find(http::field::transfer_encoding) != request.end()) {
     return bad(400, "an upgrade request cannot carry a body", "has_body");
@@ -96,14 +111,12 @@ std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
   if (request.find(http::field::upgrade) == request.end()) {
     return bad(400, "missing Upgrade: websocket", "missing_upgrade");
   }
-  bool websocket = false;
-  forEachHeaderToken(request, http::field::upgrade,
-                     [&](std::string_view t) { websocket = websocket || iequals(t, "websocket"); });
-  if (!websocket) return bad(400, "only Upgrade: websocket is supported", "unsupported_upgrade");
-  bool upgrade = false;
-  forEachHeaderToken(request, http::field::connection,
-                     [&](std::string_view t) { upgrade = upgrade || iequals(t, "upgrade"); });
-  if (!upgrade) return bad(400, "Connection header must include upgrade", "bad_connection");
+  if (!headerHasToken(request, http::field::upgrade, "websocket")) {
+    return bad(400, "only Upgrade: websocket is supported", "unsupported_upgrade");
+  }
+  if (!headerHasToken(request, http::field::connection, "upgrade")) {
+    return bad(400, "Connection header must include upgrade", "bad_connection");
+  }
   auto key = request.find(http::field::sec_websocket_key);
   if (key == request.end() || !isBase64Key(trim(key->value()))) {
     return bad(400, "missing or invalid Sec-WebSocket-Key", "bad_key");
@@ -127,9 +140,8 @@ std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
 http::request_header<> makeUpstreamRequest(const http::request_header<>& client_request,
                                            std::string_view client_ip, std::string_view proto) {
   // Hop-by-hop: RFC 9110 §7.6.1, plus whatever the client's Connection header names.
-  static constexpr std::array<std::string_view, 9> kHopByHop = {
-      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-      "te", "trailer", "transfer-encoding", "upgrade"};
+  static constexpr std::array<std::string_view, 6> kHopByHop = {
+      "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"};
   std::vector<std::string_view> named;
   forEachHeaderToken(client_request, http::field::connection,
                      [&](std::string_view t) { named.push_back(t); });
@@ -137,10 +149,16 @@ http::request_header<> makeUpstreamRequest(const http::request_header<>& client_
     for (std::string_view h : kHopByHop) {
       if (iequals(name, h)) return true;
     }
+    // Proxy-Authorization and friends are meant for this hop: never leak credentials onwards.
+    if (startsWithIgnoreCase(name, "proxy-")) return true;
+    if (iequals(name, "x-forwarded-proto")) return true;  // set below, never trusted from clients
+    // The backend cannot complete the handshake without Host and Sec-WebSocket-*, so a client
+    // naming them in Connection must not be able to strip them.
+    if (iequals(name, "host") || startsWithIgnoreCase(name, "sec-websocket-")) return false;
     for (std::string_view h : named) {
       if (iequals(name, h)) return true;
     }
-    return iequals(name, "x-forwarded-proto");  // set below
+    return false;
   };
   http::request_header<> out;
   out.method(client_request.method());
@@ -151,7 +169,8 @@ http::request_header<> makeUpstreamRequest(const http::request_header<>& client_
     const std::string_view name = field.name_string();
     if (dropped(name)) continue;
     if (iequals(name, "x-forwarded-for")) {
-      forwarded_for.append(forwarded_for.empty() ? "" : ", ").append(trim(field.value()));
+      const std::string_view value = trim(field.value());
+      if (!value.empty()) forwarded_for.append(forwarded_for.empty() ? "" : ", ").append(value);
       continue;
     }
     out.insert(name, field.value());
@@ -170,10 +189,10 @@ std::variant<UpstreamAgreement, HttpRejection> validateUpstreamResponse(
   if (response.result() != http::status::switching_protocols) {
     return bad(502, "upstream did not switch protocols", std::string(kMetric));
   }
-  if (!tokenListContains(response[http::field::upgrade], "websocket")) {
+  if (!headerHasToken(response, http::field::upgrade, "websocket")) {
     return bad(502, "upstream 101 without Upgrade: websocket", std::string(kMetric));
   }
-  if (!tokenListContains(response[http::field::connection], "upgrade")) {
+  if (!headerHasToken(response, http::field::connection, "upgrade")) {
     return bad(502, "upstream 101 without Connection: upgrade", std::string(kMetric));
   }
   if (trim(response[http::field::sec_websocket_accept]) != computeAccept(client.key)) {
@@ -181,6 +200,11 @@ std::variant<UpstreamAgreement, HttpRejection> validateUpstreamResponse(
   }
   auto protocol = response.find(http::field::sec_websocket_protocol);
   if (protocol != response.end()) {
+    // Exactly one value: a second header line or a list would leave the two sides disagreeing
+    // on which protocol is spoken. A list never equals an offered token (they hold no comma).
+    if (response.count(http::field::sec_websocket_protocol) > 1) {
+      return bad(502, "upstream selected more than one subprotocol", std::string(kMetric));
+    }
     const std::string_view chosen = trim(protocol->value());
     if (std::find(client.protocols.begin(), client.protocols.end(), chosen) ==
         client.protocols.end()) {
@@ -220,7 +244,8 @@ http::response<http::string_body> makeErrorResponse(unsigned status, std::string
   http::response<http::string_body> response(static_cast<http::status>(status), http_version);
   response.set(http::field::server, "wsgate");
   response.set(http::field::content_type, "text/plain; charset=utf-8");
-  response.keep_alive(false);
+  // Explicit even for HTTP/1.0, where keep_alive(false) would send no Connection header at all.
+  response.set(http::field::connection, "close");
   response.body() = std::string(reason) + "\n";
   response.prepare_payload();
   return response;

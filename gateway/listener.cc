@@ -38,7 +38,8 @@ void Listener::stop() {
 }
 
 void Listener::accept() {
-  acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+  // The peer's address comes with the accept: no getpeername() per connection.
+  acceptor_.async_accept(peer_, [this](const boost::system::error_code& ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
       // Typically EMFILE/ENFILE: back off so the loop does not spin, then try again.
@@ -49,7 +50,7 @@ void Listener::accept() {
       });
       return;
     }
-    asio::co_spawn(worker_.io, serveClient(worker_, table_, index_, std::move(socket)),
+    asio::co_spawn(worker_.io, serveClient(worker_, table_, index_, std::move(socket), peer_),
                    [](std::exception_ptr error) {
                      if (!error) return;
                      try {

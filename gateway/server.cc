@@ -69,12 +69,10 @@ bool Server::start() {
 }
 
 int Server::run() {
-  asio::io_context signals_io(1);
-  asio::signal_set signals(signals_io, SIGINT, SIGTERM);
-  signals.async_wait([](const boost::system::error_code& ec, int signal) {
+  signals_.async_wait([](const boost::system::error_code& ec, int signal) {
     if (!ec) spdlog::info("received signal {}, stopping", signal);
   });
-  signals_io.run();
+  signals_io_.run();
   admin_->setReady(false);
   admin_->stop();
   for (auto& worker : workers_) worker->stop();

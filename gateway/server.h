@@ -6,6 +6,9 @@
 #include <memory>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
 #include "config/config.h"
 #include "gateway/admin.h"
 #include "gateway/worker.h"
@@ -24,6 +27,9 @@ class Server {
 
  private:
   std::shared_ptr<const config::Config> config_;
+  // Installed before anything is announced, so an early SIGTERM is a clean stop.
+  boost::asio::io_context signals_io_{1};
+  boost::asio::signal_set signals_{signals_io_, SIGINT, SIGTERM};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<Admin> admin_;
 };

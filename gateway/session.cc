@@ -51,11 +51,6 @@ void Session::start(std::span<const uint8_t> client_early,
                     std::span<const uint8_t> upstream_early) {
   record_.setOutcome(outcome::kRelayed);
   started_ = last_activity_ = std::chrono::steady_clock::now();
-  for (auto& leg : legs_) {
-    error_code ec;
-    leg.setNonBlocking(ec);
-    if (ec) return finish("cannot make socket non-blocking");
-  }
   armIdleTimer();
   if (!client_early.empty()) consume(kClient, client_early.data(), client_early.size());
   if (!upstream_early.empty()) consume(kUpstream, upstream_early.data(), upstream_early.size());

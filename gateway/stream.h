@@ -4,7 +4,14 @@
 // the session. Not thread-safe: a stream lives on its worker's thread.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
 #include <cstddef>
+#include <span>
 #include <utility>
 
 #include <boost/asio/generic/stream_protocol.hpp>
@@ -43,32 +50,59 @@ class Stream {
   void asyncWriteSome(const Buffers& buffers, Handler&& handler) {
     socket_.async_write_some(buffers, std::forward<Handler>(handler));
   }
-  // Non-blocking; `ec` is would_block when nothing is ready, eof at end of stream.
-  template <typename Buffers>
-  size_t readSome(const Buffers& buffers, boost::system::error_code& ec) {
-    return socket_.read_some(buffers, ec);
+  // Non-blocking, straight to the kernel (MSG_DONTWAIT: no fcntl/ioctl per session); `ec` is
+  // would_block when nothing is ready, eof at end of stream.
+  size_t readSome(boost::asio::mutable_buffer buffer, boost::system::error_code& ec) {
+    for (;;) {
+      const ssize_t n = ::recv(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+      if (n > 0) return static_cast<size_t>(n);
+      if (n == 0) {
+        ec = boost::asio::error::eof;
+        return 0;
+      }
+      if (errno == EINTR) continue;
+      ec = errnoCode();
+      return 0;
+    }
   }
-  template <typename Buffers>
-  size_t writeSome(const Buffers& buffers, boost::system::error_code& ec) {
-    return socket_.write_some(buffers, ec);
+  size_t writeSome(std::span<const boost::asio::const_buffer> buffers,
+                   boost::system::error_code& ec) {
+    std::array<iovec, 4> iov{};
+    const size_t count = std::min(buffers.size(), iov.size());
+    for (size_t i = 0; i < count; ++i) {
+      iov[i].iov_base = const_cast<void*>(buffers[i].data());
+      iov[i].iov_len = buffers[i].size();
+    }
+    msghdr message{};
+    message.msg_iov = iov.data();
+    message.msg_iovlen = count;
+    for (;;) {
+      const ssize_t n = ::sendmsg(socket_.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0) return static_cast<size_t>(n);
+      if (errno == EINTR) continue;
+      ec = errnoCode();
+      return 0;
+    }
   }
 
-  // Switches to non-blocking I/O for the relay phase.
-  void setNonBlocking(boost::system::error_code& ec) { socket_.non_blocking(true, ec); }
   void cancel() {
     boost::system::error_code ignored;
     socket_.cancel(ignored);
   }
-  // Sends FIN after everything written so far, then releases the descriptor.
+  // Releases the descriptor; the kernel still sends what was written, then FIN.
   void close() {
     boost::system::error_code ignored;
-    socket_.shutdown(Socket::shutdown_send, ignored);
     socket_.close(ignored);
   }
   bool isOpen() const { return socket_.is_open(); }
   Socket& socket() { return socket_; }
 
  private:
+  static boost::system::error_code errnoCode() {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return boost::asio::error::would_block;
+    return {errno, boost::system::system_category()};
+  }
+
   Socket socket_;
 };
 
