@@ -9,6 +9,9 @@ namespace wsgate::filters {
 
 namespace {
 
+// Stateless today (the gateway sums message_length); the per-session object is where per-session
+// state would go. A reference is enough: the session holds the config snapshot that owns the
+// factory.
 class MessageSizeSession final : public MessageFilter {
  public:
   explicit MessageSizeSession(const MessageSizeFilter& config) : config_(config) {}
@@ -21,21 +24,20 @@ class MessageSizeSession final : public MessageFilter {
 std::shared_ptr<const FilterFactory> buildMessageSize(const YAML::Node& node,
                                                       const std::string& path,
                                                       config::Diagnostics& diags) {
+  const size_t errors_before = diags.errors().size();
   if (!config::checkKeys(node, path, {"max_frame_bytes", "max_message_bytes", "direction"},
                          diags)) {
     return nullptr;
   }
   MessageSizeFilter::Limits limits;
-  bool ok = true;
   auto readLimit = [&](const char* key, uint64_t& out) {
     YAML::Node value = node[key];
     if (!value) return;
     auto size = config::readSize(value, path + "." + key, diags);
-    if (!size) {
-      ok = false;
-    } else if (*size == 0) {
-      diags.error(value, path + "." + key, "must be greater than 0");
-      ok = false;
+    if (!size) return;
+    if (*size == 0) {
+      // 0 would read as "no limit" to the check below; say what to do instead.
+      diags.error(value, path + "." + key, "must be greater than 0 (omit the key for no limit)");
     } else {
       out = *size;
     }
@@ -44,7 +46,6 @@ std::shared_ptr<const FilterFactory> buildMessageSize(const YAML::Node& node,
   readLimit("max_message_bytes", limits.max_message_bytes);
   if (!node["max_frame_bytes"] && !node["max_message_bytes"]) {
     diags.error(node, path, "set max_frame_bytes, max_message_bytes or both");
-    ok = false;
   }
   if (YAML::Node direction = node["direction"]) {
     const std::string text = direction.IsScalar() ? direction.Scalar() : "";
@@ -55,10 +56,10 @@ std::shared_ptr<const FilterFactory> buildMessageSize(const YAML::Node& node,
     } else if (text != "both") {
       diags.error(direction, path + ".direction",
                   "must be both, client_to_upstream or upstream_to_client, not \"" + text + "\"");
-      ok = false;
     }
   }
-  if (!ok) return nullptr;
+  // Every problem is reported (unknown keys included) before giving up on this filter.
+  if (diags.errors().size() != errors_before) return nullptr;
   return std::make_shared<MessageSizeFilter>(limits);
 }
 
@@ -71,7 +72,9 @@ std::unique_ptr<MessageFilter> MessageSizeFilter::newMessageFilter() const {
 }
 
 FrameVerdict MessageSizeFilter::check(const FrameEvent& frame) const {
-  if (frame.isControl()) return std::nullopt;
+  // Only data frames (continuation, text, binary); control frames are bounded to 125 bytes by
+  // the codec and reserved opcodes are the codec's protocol error, not a size question.
+  if (frame.opcode > 2) return std::nullopt;
   const bool applies = frame.direction == Direction::kClientToUpstream ? limits_.client_to_upstream
                                                                        : limits_.upstream_to_client;
   if (!applies) return std::nullopt;

@@ -1,11 +1,16 @@
 // `origin`: refuses upgrades whose Origin header is not on the route's allow-list (403). Entries
 // are "scheme://host[:port]" or "scheme://*.suffix[:port]" (any subdomain depth, not the bare
-// suffix); comparison is case-insensitive. A request without Origin (non-browser clients)
-// passes unless `require: true`.
+// suffix); comparison is case-insensitive and exact on scheme, host and port, where a scheme's
+// default port (80 for http/ws, 443 for https/wss) equals no port, as in RFC 6454 origins.
+// A request without Origin (non-browser clients) passes unless `require: true`; "null" and any
+// malformed Origin are refused. Immutable after load; safe to share across threads.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "filters/filter.h"
@@ -18,7 +23,7 @@ class OriginFilter final : public FilterFactory, public HandshakeFilter {
     std::string scheme;  // lower-case
     std::string host;    // lower-case; for wildcards the suffix with its leading dot
     bool wildcard = false;
-    std::string port;  // as written, may be empty
+    uint16_t port = 0;   // 0: none written, or the scheme's default port
   };
 
   OriginFilter(std::vector<Pattern> allow, bool require)
@@ -28,8 +33,9 @@ class OriginFilter final : public FilterFactory, public HandshakeFilter {
   const HandshakeFilter* handshakeFilter() const override { return this; }
   HandshakeVerdict onHandshake(const HandshakeRequest& request) const override;
 
+  // No allocation: runs once per handshake.
   bool allows(std::string_view origin) const;
-  // Parses an allow-list entry or an Origin value; nullopt if malformed.
+  // Parses an allow-list entry (`allow_wildcard`) or an Origin value; nullopt if malformed.
   static std::optional<Pattern> parse(std::string_view origin, bool allow_wildcard);
 
  private:

@@ -7,9 +7,11 @@ namespace wsgate::gateway {
 
 namespace {
 
+// Both sides folded: the loader lower-cases match.host, but a Config built in code need not.
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == y;
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -23,7 +25,7 @@ std::string_view hostName(std::string_view host) {
   return colon == std::string_view::npos ? host : host.substr(0, colon);
 }
 
-// `pattern` is lower-case (the loader stored it so): exact, or "*.suffix" for any subdomain.
+// Exact, or "*.suffix" for any subdomain depth but not the bare suffix.
 bool hostMatches(const std::string& pattern, std::string_view host) {
   if (pattern.empty()) return true;
   if (pattern.size() > 2 && pattern[0] == '*' && pattern[1] == '.') {
@@ -43,7 +45,8 @@ const config::Route* Router::match(std::string_view host, std::string_view targe
     const config::Match& m = route.match;
     if (!hostMatches(m.host, name)) continue;
     if (m.path_exact && path != *m.path_exact) continue;
-    // A plain string prefix, as nginx's: "/echo" also matches "/echoes".
+    // A plain string prefix, as nginx's `location /echo`: "/echo" also matches "/echoes"; write
+    // "/echo/" to mean the folder only.
     if (m.path_prefix && path.substr(0, m.path_prefix->size()) != *m.path_prefix) continue;
     return &route;
   }

@@ -1,5 +1,10 @@
 #include "gateway/handshake.h"
 
+#include <functional>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <gtest/gtest.h>
 
 namespace wsgate::gateway {
@@ -83,6 +88,67 @@ TEST(ValidateUpgradeRequest, AcceptsZeroContentLength) {
   auto r = validRequest();
   r.set(http::field::content_length, "0");
   EXPECT_TRUE(std::holds_alternative<ClientUpgrade>(validateUpgradeRequest(r)));
+  r.set(http::field::content_length, "00");
+  EXPECT_TRUE(std::holds_alternative<ClientUpgrade>(validateUpgradeRequest(r)));
+}
+
+// As the gateway sees it: a head parsed off the wire, header names in any case.
+http::request_header<> parse(std::string_view raw) {
+  http::request_parser<http::empty_body> parser;
+  boost::system::error_code ec;
+  parser.put(boost::asio::buffer(raw.data(), raw.size()), ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(parser.is_header_done());
+  return parser.get().base();
+}
+
+TEST(ValidateUpgradeRequest, AcceptsParsedRequestWithMixedCaseNamesAndTokens) {
+  auto r = parse(
+      "GET /chat?room=1 HTTP/1.1\r\n"
+      "hOST: chat.example.com:8443\r\n"
+      "UPGRADE: WebSocket\r\n"
+      "connection: keep-alive, Upgrade\r\n"
+      "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "SEC-WEBSOCKET-VERSION: 13\r\n"
+      "Sec-Websocket-Protocol: chat.v1\r\n"
+      "\r\n");
+  auto result = validateUpgradeRequest(r);
+  ASSERT_TRUE(std::holds_alternative<ClientUpgrade>(result))
+      << std::get<HttpRejection>(result).reason;
+  EXPECT_EQ(std::get<ClientUpgrade>(result).protocols, std::vector<std::string>{"chat.v1"});
+}
+
+TEST(ValidateUpgradeRequest, FindsTokensSplitOverSeveralHeaderLines) {
+  auto r = validRequest();
+  r.set(http::field::upgrade, "foo/1");
+  r.insert(http::field::upgrade, "websocket");
+  r.set(http::field::connection, "keep-alive");
+  r.insert(http::field::connection, "upgrade");
+  EXPECT_TRUE(std::holds_alternative<ClientUpgrade>(validateUpgradeRequest(r)));
+}
+
+TEST(ValidateUpgradeRequest, RejectsEmptyHost) {
+  auto r = validRequest();
+  r.set(http::field::host, "");
+  EXPECT_EQ(rejection(r).metric_reason, "missing_host");
+}
+
+TEST(ValidateUpgradeRequest, RejectsKeyThatIsNotCanonicalBase64) {
+  auto r = validRequest();
+  // 16 bytes only if the decoder ignores the nonzero padding bits; clients never send this.
+  r.set(http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZR==");
+  const HttpRejection got = rejection(r);
+  EXPECT_EQ(got.status, 400u);
+  EXPECT_EQ(got.reason, "missing or invalid Sec-WebSocket-Key");
+  EXPECT_EQ(got.metric_reason, "bad_key");
+  r.set(http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ");  // padding left off
+  EXPECT_EQ(rejection(r).metric_reason, "bad_key");
+}
+
+TEST(ValidateUpgradeRequest, OffersNothingWhenNoProtocolOrExtensionHeader) {
+  auto upgrade = std::get<ClientUpgrade>(validateUpgradeRequest(validRequest()));
+  EXPECT_TRUE(upgrade.protocols.empty());
+  EXPECT_TRUE(upgrade.extension_names.empty());
 }
 
 TEST(ValidateUpgradeRequest, ParsesOfferedProtocolsAndExtensionNames) {
@@ -128,8 +194,44 @@ TEST(MakeUpstreamRequest, DropsHopByHopAndAddsForwardedHeaders) {
 }
 
 TEST(MakeUpstreamRequest, AddsForwardedForWhenAbsent) {
-  auto out = makeUpstreamRequest(validRequest(), "::1", "http");
+  auto out = makeUpstreamRequest(validRequest(), "::1", "https");
   EXPECT_EQ(out["X-Forwarded-For"], "::1");
+  EXPECT_EQ(out["X-Forwarded-Proto"], "https");
+  EXPECT_EQ(out.version(), 11u);
+}
+
+TEST(MakeUpstreamRequest, JoinsEveryForwardedForLineAndSkipsEmptyOnes) {
+  auto r = validRequest();
+  r.insert("X-Forwarded-For", "203.0.113.7, 198.51.100.1");
+  r.insert("x-forwarded-for", "");
+  r.insert("X-Forwarded-For", "192.0.2.9");
+  auto out = makeUpstreamRequest(r, "10.1.2.3", "http");
+  EXPECT_EQ(out.count("X-Forwarded-For"), 1u);
+  EXPECT_EQ(out["X-Forwarded-For"], "203.0.113.7, 198.51.100.1, 192.0.2.9, 10.1.2.3");
+}
+
+TEST(MakeUpstreamRequest, DropsProxyHeadersAndTrailersButKeepsHandshakeFields) {
+  auto r = validRequest();
+  // A client naming Host or Sec-WebSocket-Key in Connection cannot break the backend handshake.
+  r.set(http::field::connection, "Upgrade, Host, Sec-WebSocket-Key");
+  r.set(http::field::proxy_authorization, "Basic c2VjcmV0");
+  r.set("Proxy-Connection", "keep-alive");
+  r.set("Proxy-Anything", "x");
+  r.set(http::field::trailer, "X-Checksum");
+  r.set(http::field::upgrade, "websocket, h2c");
+  r.insert("X-Forwarded-Proto", "https");
+  r.insert("X-Forwarded-Proto", "wss");
+  auto out = makeUpstreamRequest(r, "10.1.2.3", "http");
+  EXPECT_EQ(out.count(http::field::proxy_authorization), 0u);
+  EXPECT_EQ(out.count("Proxy-Connection"), 0u);
+  EXPECT_EQ(out.count("Proxy-Anything"), 0u);
+  EXPECT_EQ(out.count(http::field::trailer), 0u);
+  EXPECT_EQ(out[http::field::upgrade], "websocket");
+  EXPECT_EQ(out.count("X-Forwarded-Proto"), 1u);
+  EXPECT_EQ(out["X-Forwarded-Proto"], "http");
+  EXPECT_EQ(out[http::field::host], "chat.example.com");
+  EXPECT_EQ(out[http::field::sec_websocket_key], "dGhlIHNhbXBsZSBub25jZQ==");
+  EXPECT_EQ(out[http::field::sec_websocket_version], "13");
 }
 
 class UpstreamResponse : public ::testing::Test {
@@ -189,6 +291,51 @@ TEST_F(UpstreamResponse, RejectsEachBadAnswer) {
   EXPECT_EQ(failure(r), "upstream did not switch protocols");
 }
 
+TEST_F(UpstreamResponse, FailuresCountAsUpstreamBadHandshake) {
+  auto r = good();
+  r.erase(http::field::sec_websocket_accept);
+  auto result = validateUpstreamResponse(r, client);
+  ASSERT_TRUE(std::holds_alternative<HttpRejection>(result));
+  EXPECT_EQ(std::get<HttpRejection>(result).status, 502u);
+  EXPECT_EQ(std::get<HttpRejection>(result).metric_reason, "upstream_bad_handshake");
+}
+
+TEST_F(UpstreamResponse, RejectsMoreThanOneSubprotocol) {
+  client.protocols = {"chat.v1", "chat.v2"};
+  auto r = good();
+  r.set(http::field::sec_websocket_protocol, "chat.v1, chat.v2");
+  EXPECT_EQ(failure(r), "upstream selected a subprotocol the client did not offer");
+  r.set(http::field::sec_websocket_protocol, "chat.v1");
+  r.insert(http::field::sec_websocket_protocol, "chat.v2");
+  EXPECT_EQ(failure(r), "upstream selected more than one subprotocol");
+}
+
+TEST_F(UpstreamResponse, RejectsSubprotocolWhenClientOfferedNone) {
+  client.protocols.clear();
+  auto r = good();
+  r.set(http::field::sec_websocket_protocol, "chat.v1");
+  EXPECT_EQ(failure(r), "upstream selected a subprotocol the client did not offer");
+}
+
+TEST_F(UpstreamResponse, RejectsDeflateTheClientDidNotOffer) {
+  client.extension_names.clear();
+  auto r = good();
+  r.set(http::field::sec_websocket_extensions, "permessage-deflate");
+  EXPECT_EQ(failure(r), "upstream selected an extension the client did not offer");
+}
+
+TEST_F(UpstreamResponse, AcceptsMixedCaseTokensAndHeadersSplitOverLines) {
+  auto r = good();
+  r.set(http::field::upgrade, "WebSocket");
+  r.set(http::field::connection, "keep-alive");
+  r.insert(http::field::connection, "UPGRADE");
+  r.set(http::field::sec_websocket_extensions, "Permessage-Deflate");
+  auto result = validateUpstreamResponse(r, client);
+  ASSERT_TRUE(std::holds_alternative<UpstreamAgreement>(result))
+      << std::get<HttpRejection>(result).reason;
+  EXPECT_TRUE(std::get<UpstreamAgreement>(result).permessage_deflate);
+}
+
 TEST(TokenList, FindsTokensCaseInsensitivelyAndTrimmed) {
   EXPECT_TRUE(tokenListContains("keep-alive,  Upgrade ", "upgrade"));
   EXPECT_FALSE(tokenListContains("keep-alive, upgraded", "upgrade"));
@@ -198,9 +345,18 @@ TEST(TokenList, FindsTokensCaseInsensitivelyAndTrimmed) {
 TEST(ErrorResponse, IsCompleteWithConnectionClose) {
   auto r = makeErrorResponse(404, "no route");
   EXPECT_EQ(r.result_int(), 404u);
+  EXPECT_EQ(r.version(), 11u);
   EXPECT_EQ(r[http::field::connection], "close");
+  EXPECT_EQ(r[http::field::server], "wsgate");
+  EXPECT_EQ(r[http::field::content_type].substr(0, 10), "text/plain");
   EXPECT_EQ(r.body(), "no route\n");
   EXPECT_EQ(r[http::field::content_length], "9");
+}
+
+TEST(ErrorResponse, SaysConnectionCloseToHttp10ClientsToo) {
+  auto r = makeErrorResponse(400, "bad", 10);
+  EXPECT_EQ(r.version(), 10u);
+  EXPECT_EQ(r[http::field::connection], "close");
 }
 
 }  // namespace

@@ -75,5 +75,44 @@ TEST_F(RouterTest, HandlesIpv6HostHeader) {
 
 TEST_F(RouterTest, NoMatchReturnsNull) { EXPECT_EQ(route("", "/"), "(none)"); }
 
+// Built in code, not through the loader: nothing has lower-cased the patterns.
+config::Route makeRoute(std::string name, std::string host, std::optional<std::string> prefix) {
+  config::Route r;
+  r.name = std::move(name);
+  r.match.host = std::move(host);
+  r.match.path_prefix = std::move(prefix);
+  return r;
+}
+
+TEST(Router, AnyHostRouteCatchesWhatEarlierRoutesMiss) {
+  config::Listener listener;
+  listener.routes.push_back(makeRoute("api", "API.Example.com", "/v1"));
+  listener.routes.push_back(makeRoute("ipv6", "[::1]", std::nullopt));
+  listener.routes.push_back(makeRoute("any", "", std::nullopt));
+  Router router(listener);
+  auto name = [&](std::string_view host, std::string_view target) {
+    const config::Route* r = router.match(host, target);
+    return r ? r->name : "(none)";
+  };
+  EXPECT_EQ(name("api.example.COM", "/v1/users?page=2"), "api");
+  EXPECT_EQ(name("api.example.com", "/v2"), "any");
+  EXPECT_EQ(name("[::1]:9000", "/"), "ipv6");
+  EXPECT_EQ(name("[::1]", "/"), "ipv6");
+  EXPECT_EQ(name("[::2]:9000", "/"), "any");
+  EXPECT_EQ(name("", "/"), "any");
+}
+
+TEST(Router, QueryStringNeverCountsTowardsThePrefix) {
+  config::Listener listener;
+  listener.routes.push_back(makeRoute("q", "", "/chat?room"));
+  Router router(listener);
+  EXPECT_EQ(router.match("h", "/chat?room=1"), nullptr);
+}
+
+TEST(Router, NoRoutesMatchesNothing) {
+  config::Listener listener;
+  EXPECT_EQ(Router(listener).match("h", "/"), nullptr);
+}
+
 }  // namespace
 }  // namespace wsgate::gateway
