@@ -71,8 +71,33 @@ void Session::armRead(int f) {
   Flow& flow = flows_[f];
   flow.reading = false;
   flow.waiting_read = true;
-  legs_[f].waitReadable(
-      [self = shared_from_this(), f](const error_code& ec) { self->onReadable(f, ec); });
+  legs_[f].asyncReadSome(boost::asio::buffer(flow.landing),
+                         [self = shared_from_this(), f](const error_code& ec, size_t n) {
+                           self->onLanded(f, ec, n);
+                         });
+}
+
+void Session::onLanded(int f, const error_code& ec, size_t n) {
+  Flow& flow = flows_[f];
+  flow.waiting_read = false;
+  if (finished_) return;
+  if (ec) return onLegLost(f, ec);
+  if (setup_.route->idle_timeout.count() > 0) last_activity_ = std::chrono::steady_clock::now();
+  if (n < flow.landing.size()) {
+    consume(f, flow.landing.data(), n);  // the socket is drained: one recv for this wake-up
+  } else {
+    // More may be queued: gather it behind the landed bytes in the worker's buffer.
+    const std::span<uint8_t> buffer = worker_.read_buffer;
+    std::memcpy(buffer.data(), flow.landing.data(), n);
+    error_code more_ec;
+    const size_t more = legs_[f].readSome(
+        boost::asio::buffer(buffer.data() + n, buffer.size() - n), more_ec);
+    consume(f, buffer.data(), n + more);
+    if (more_ec && more_ec != boost::asio::error::would_block) return onLegLost(f, more_ec);
+    if (n + more == buffer.size()) return resumeRead(f);
+  }
+  if (finished_ || flow.mode == Mode::kDone || flow.pending_size != 0) return;
+  armRead(f);
 }
 
 void Session::onReadable(int f, const error_code& ec) {

@@ -62,6 +62,9 @@ class Session : public std::enable_shared_from_this<Session> {
     kDone,     // source finished (closed or lost): no more reads
   };
 
+  static constexpr int kReadsPerTurn = 8;
+  static constexpr size_t kLandingSize = 256;
+
   // Flow `f` reads leg `f` and writes leg `1 - f`.
   struct Flow {
     Flow(bool from_client, bool allow_rsv1) : sequencer(from_client, allow_rsv1) {}
@@ -71,8 +74,12 @@ class Session : public std::enable_shared_from_this<Session> {
     Mode mode = Mode::kRelay;
     uint64_t remaining = 0;  // payload bytes of the current frame still to come
     uint64_t payload_offset = 0;
-    bool waiting_read = false;  // a readiness wait (or a posted read turn) is outstanding
+    bool waiting_read = false;  // a read (or a posted read turn) is outstanding
     bool reading = false;       // readLoop() is running for this flow
+
+    // Where the waiting read lands: small enough to keep per session, big enough for a typical
+    // small message, so most wake-ups cost one recv and no epoll_ctl.
+    std::array<uint8_t, kLandingSize> landing{};
 
     // Close frames from the source are captured (≤125 bytes) for their code.
     bool capturing = false;
@@ -107,12 +114,12 @@ class Session : public std::enable_shared_from_this<Session> {
     bool lost = false;            // the leg's connection ended or failed
   };
 
-  static constexpr int kReadsPerTurn = 8;
 
   void resumeRead(int f);
   void onReadable(int f, const boost::system::error_code& ec);
   void readLoop(int f);
   void armRead(int f);
+  void onLanded(int f, const boost::system::error_code& ec, size_t n);
   void consume(int f, const uint8_t* data, size_t size);
   // Header checks and filters for a complete header in relay mode; false if it ended the relay.
   bool admitHeader(int f, const FrameHeader& header);

@@ -45,6 +45,12 @@ class Stream {
   void waitReadable(Handler&& handler) {
     socket_.async_wait(Socket::wait_read, std::forward<Handler>(handler));
   }
+  // Reads what is there, or waits for it: `handler(error_code, size_t)`. Asio tries the read
+  // at once when the socket was seen readable, and otherwise waits without re-arming epoll.
+  template <typename Handler>
+  void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
+    socket_.async_read_some(buffer, std::forward<Handler>(handler));
+  }
   // Writes what it can once the stream is writable: `handler(error_code, size_t)`.
   template <typename Buffers, typename Handler>
   void asyncWriteSome(const Buffers& buffers, Handler&& handler) {
