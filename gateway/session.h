@@ -81,10 +81,10 @@ class Session : public std::enable_shared_from_this<Session> {
     // small message, so most wake-ups cost one recv and no epoll_ctl.
     std::array<uint8_t, kLandingSize> landing{};
 
-    // Close frames from the source are captured (≤125 bytes) for their code.
+    // The first two payload bytes of a close frame from the source: its code, for metrics.
     bool capturing = false;
     uint8_t captured = 0;
-    std::array<uint8_t, kMaxControlPayload> control{};
+    std::array<uint8_t, 2> control{};
     FrameHeader control_header;
 
     // Header bytes that arrived in an earlier read, forwarded with the rest of the header.
