@@ -34,8 +34,11 @@ test-sanitize: test-deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  scripts/test.sh $(SANITIZE_DIR)
 
-bench: build
+# Configured again after the bench packages are in, so that the bench targets exist.
+bench: deps
 	@scripts/install-deps.sh bench
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD_DIR) -j $(JOBS)
 	BUILD_DIR=$(BUILD_DIR) bench/run.sh
 
 check-config: build
