@@ -188,7 +188,8 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
       flow.capturing = watch_close && header.opcode == opcode::kClose;
       if (flow.capturing) {
         flow.captured = 0;
-        flow.control_header = header;
+        flow.control_masked = header.masked;
+        flow.control_mask = header.mask_key;
       }
       if (flow.remaining == 0) onFrameEnd(f);
     }
@@ -196,16 +197,15 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   }
   in_consume_ = false;
 
-  std::array<const_buffer, 3> parts;
+  std::array<const_buffer, 2> parts;
   size_t count = 0;
   if (flow.held_size > 0 && forward_end > 0) parts[count++] = {flow.held.data(), flow.held_size};
   if (forward_end > 0) parts[count++] = {data, forward_end};
-  if (flow.inject_queued && (flow.mode != Mode::kRelay || flow.remaining == 0)) {
-    flow.inject_queued = false;
-    if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
-    parts[count++] = {flow.inject.bytes.data(), flow.inject.size};
+  if (injectReady(flow)) {
+    sendInject(f, {parts.data(), count});
+  } else if (count > 0) {
+    emit(f, {parts.data(), count});
   }
-  if (count > 0) emit(f, {parts.data(), count});
   maybeFinish();
 }
 
@@ -255,8 +255,8 @@ void Session::onFrameEnd(int f) {
   Flow& flow = flows_[f];
   if (flow.capturing) {
     flow.capturing = false;
-    if (flow.control_header.masked) {
-      applyMask(flow.control.data(), flow.captured, flow.control_header.mask_key, 0);
+    if (flow.control_masked) {
+      applyMask(flow.control.data(), flow.captured, flow.control_mask, 0);
     }
     const uint16_t code = closeCode({flow.control.data(), flow.captured});
     countClose(legName(f), code);
@@ -266,7 +266,7 @@ void Session::onFrameEnd(int f) {
     startCloseTimer();
   }
   // A gateway close waits for this boundary: stop forwarding here.
-  if (flow.inject_queued && flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
+  if (flow.inject && flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
 }
 
 bool Session::emit(int f, std::span<const const_buffer> parts) {
@@ -331,12 +331,7 @@ void Session::onPendingWritten(int f, const error_code& ec, size_t n) {
   if (flow.pending_offset < flow.pending_size) return writePending(f);
   flow.pending.reset();
   flow.pending_size = flow.pending_offset = 0;
-  if (flow.inject_queued && (flow.mode != Mode::kRelay || flow.remaining == 0)) {
-    flow.inject_queued = false;
-    if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
-    const const_buffer part{flow.inject.bytes.data(), flow.inject.size};
-    emit(f, {&part, 1});
-  }
+  if (injectReady(flow)) sendInject(f);
   maybeFinish();
   resumeRead(f);
 }
@@ -348,17 +343,23 @@ void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
   state.close_queued = true;
   const int f = 1 - leg;  // the flow that writes into `leg`
   Flow& flow = flows_[f];
-  flow.inject = makeCloseFrame(code, reason, leg == kUpstream);
-  flow.inject_queued = true;
+  flow.inject = std::make_unique<ControlFrame>(makeCloseFrame(code, reason, leg == kUpstream));
   countClose("gateway", code);
   startCloseTimer();
   if (in_consume_ && consuming_flow_ == f) return;  // consume() injects at its boundary
-  if (flow.mode == Mode::kRelay && flow.remaining > 0) return;  // onFrameEnd stops there
-  if (flow.pending_size != 0) return;  // written once the pending bytes drain
-  flow.inject_queued = false;
-  if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
-  const const_buffer part{flow.inject.bytes.data(), flow.inject.size};
-  emit(f, {&part, 1});
+  if (flow.pending_size != 0) return;                 // written once the pending bytes drain
+  if (injectReady(flow)) sendInject(f);               // else onFrameEnd stops at the boundary
+}
+
+void Session::sendInject(int f, std::span<const const_buffer> before) {
+  Flow& flow = flows_[f];
+  const std::unique_ptr<ControlFrame> frame = std::move(flow.inject);
+  if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;  // nothing follows a close
+  std::array<const_buffer, 3> parts;
+  size_t count = 0;
+  for (const auto& part : before) parts[count++] = part;
+  parts[count++] = {frame->bytes.data(), frame->size};
+  emit(f, {parts.data(), count});
 }
 
 void Session::rejectSource(int f, uint16_t code, std::string_view reason) {
@@ -376,7 +377,7 @@ void Session::onLegLost(int leg, const error_code& ec) {
   Flow& into = flows_[1 - leg];
   into.pending.reset();  // nothing more can reach the lost leg
   into.pending_size = into.pending_offset = 0;
-  into.inject_queued = false;
+  into.inject.reset();
   if (!state.close_received) {
     const bool clean = !ec || ec == boost::asio::error::eof;
     spdlog::debug("{} left route {} without a close frame: {}", legName(leg), setup_.route->name,
@@ -424,7 +425,7 @@ void Session::maybeFinish() {
     if (state.lost) continue;
     const Flow& into = flows_[1 - leg];
     if (!state.close_received || !state.close_queued) return;
-    if (into.pending_size != 0 || into.inject_queued) return;
+    if (into.pending_size != 0 || into.inject) return;
   }
   finish("closed");
 }

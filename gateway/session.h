@@ -85,7 +85,8 @@ class Session : public std::enable_shared_from_this<Session> {
     bool capturing = false;
     uint8_t captured = 0;
     std::array<uint8_t, 2> control{};
-    FrameHeader control_header;
+    bool control_masked = false;
+    std::array<uint8_t, 4> control_mask{};
 
     // Header bytes that arrived in an earlier read, forwarded with the rest of the header.
     std::array<uint8_t, kMaxFrameHeaderSize> held{};
@@ -96,9 +97,9 @@ class Session : public std::enable_shared_from_this<Session> {
     size_t pending_size = 0;
     size_t pending_offset = 0;
 
-    // A gateway close frame to write toward the destination at the next frame boundary.
-    bool inject_queued = false;
-    ControlFrame inject;
+    // A gateway close frame to write toward the destination at the next frame boundary;
+    // allocated only while queued.
+    std::unique_ptr<ControlFrame> inject;
 
     Cell* frames = nullptr;
     Cell* messages = nullptr;
@@ -139,6 +140,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // leg with 1001.
   void rejectSource(int f, uint16_t code, std::string_view reason);
   void onLegLost(int leg, const boost::system::error_code& ec);
+  // True when flow `f` has a close queued and its output is at a frame boundary.
+  bool injectReady(const Flow& flow) const {
+    return flow.inject && (flow.mode != Mode::kRelay || flow.remaining == 0);
+  }
+  // Writes the queued close of flow `f` (injectReady must hold), after `parts` if given.
+  void sendInject(int f, std::span<const boost::asio::const_buffer> before = {});
   void startCloseTimer();
   void armIdleTimer();
   void maybeFinish();
