@@ -25,6 +25,8 @@ constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMaxUpstreamHead = 16 * 1024;
 constexpr size_t kMaxUpstreamBody = 64 * 1024;  // a refusal page passed back to the client
 constexpr auto kResponseWriteTimeout = std::chrono::seconds(5);
+constexpr auto kLingerTimeout = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = 256 * 1024;
 
 class RequestView final : public filters::HandshakeRequest {
  public:
@@ -219,8 +221,23 @@ asio::awaitable<void> Handshake::reject(unsigned status, std::string_view reason
 
 asio::awaitable<void> Handshake::send(http::response<http::string_body> response) {
   deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
-  co_await http::async_write(client_, response, kToken);
+  auto [write_ec, written] = co_await http::async_write(client_, response, kToken);
   deadline_.disarm();
+  if (!write_ec) {
+    // Closing with unread request bytes would make the kernel send a reset that can destroy
+    // the answer before the client reads it: send FIN, then discard what is still coming,
+    // bounded in bytes and time (a lingering close, as nginx does).
+    error_code ignored;
+    client_.socket().shutdown(Socket::shutdown_send, ignored);
+    deadline_.arm(kLingerTimeout, [this] { client_.cancel(); });
+    std::array<char, 4096> sink;
+    for (size_t discarded = 0; discarded < kLingerBytes;) {
+      auto [read_ec, n] = co_await client_.async_read_some(asio::buffer(sink), kToken);
+      if (read_ec) break;
+      discarded += n;
+    }
+    deadline_.disarm();
+  }
   client_.close();
 }
 
