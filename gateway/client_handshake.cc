@@ -223,11 +223,11 @@ asio::awaitable<void> Handshake::send(http::response<http::string_body> response
   deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
   auto [write_ec, written] = co_await http::async_write(client_, response, kToken);
   deadline_.disarm();
-  if (!write_ec) {
+  error_code ignored;
+  if (!write_ec && client_.socket().available(ignored) > 0) {
     // Closing with unread request bytes would make the kernel send a reset that can destroy
     // the answer before the client reads it: send FIN, then discard what is still coming,
     // bounded in bytes and time (a lingering close, as nginx does).
-    error_code ignored;
     client_.socket().shutdown(Socket::shutdown_send, ignored);
     deadline_.arm(kLingerTimeout, [this] { client_.cancel(); });
     std::array<char, 4096> sink;
