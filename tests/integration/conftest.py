@@ -1,9 +1,14 @@
 """Fixtures: the real wsgate binary on loopback ports picked by the kernel, and python3-websockets
-backends running in a background asyncio loop."""
+backends (plus raw asyncio TCP servers) running on a background asyncio loop.
+
+Every wait is bounded; the only processes stopped are the ones started here, by PID."""
 import asyncio
+import base64
+import hashlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -15,57 +20,90 @@ import websockets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WSGATE = os.environ.get("WSGATE_BIN", os.path.join(ROOT, "build", "wsgate"))
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CRASH_MARKERS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:",
+                 "Segmentation fault", "terminate called", "Assertion `", "core dumped")
+
+
+def wait_for(predicate, timeout=5, interval=0.05):
+    """Polls `predicate` until it is true or `timeout` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
 
 
 class Gateway:
-    """One wsgate process. `port` is the first listener's bound port."""
+    """One wsgate process started on `config_text`. `ports` maps listener names to the bound
+    ports read from the log; `port` is the first listener's."""
 
-    def __init__(self, config_text, extra_args=()):
+    def __init__(self, config_text, listeners=("public",), extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="wsgate-test-")
         self.config_path = os.path.join(self.dir, "wsgate.yaml")
         with open(self.config_path, "w") as f:
             f.write(config_text)
         self.log_lines = []
+        self.ports = {}
+        self.hosts = {}
+        self.admin_port = None
+        self.expected = set(listeners)
+        self.ready = threading.Event()
         self.proc = subprocess.Popen(
             [WSGATE, "--config", self.config_path, "--log-level", "debug", *extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.ready = threading.Event()
-        self.ports = {}
-        self.admin_port = None
-        threading.Thread(target=self._read_log, daemon=True).start()
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, errors="replace")
+        self.reader = threading.Thread(target=self._read_log, daemon=True)
+        self.reader.start()
         if not self.ready.wait(10):
             self.stop()
-            raise RuntimeError("wsgate did not start:\n" + self.log())
-        self.port = next(iter(self.ports.values()))
+            raise RuntimeError(f"wsgate did not log its listeners within 10 s "
+                               f"(exit {self.proc.returncode}):\n{self.log()}")
+        self.port = self.ports[listeners[0]]
 
     def _read_log(self):
         for line in self.proc.stderr:
             self.log_lines.append(line)
-            m = re.search(r"listener (\S+) listening on (\S+):(\d+)$", line.strip())
+            text = line.strip()
+            m = re.search(r"listener (\S+) listening on (\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)$",
+                          text)
             if m:
                 self.ports[m.group(1)] = int(m.group(3))
-            m = re.search(r"admin listening on (\S+):(\d+)$", line.strip())
+                self.hosts[m.group(1)] = m.group(2).strip("[]")
+            m = re.search(r"admin listening on (\S+):(\d+)$", text)
             if m:
                 self.admin_port = int(m.group(2))
-            if "started with" in line:
+            if self.admin_port and self.expected <= set(self.ports):
                 self.ready.set()
 
     def log(self):
         return "".join(self.log_lines)
 
     def admin(self, path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
+        """(status, body) of a GET on the admin listener; HTTP errors are returned, not
+        raised."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}",
+                                        timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metrics_text(self):
+        status, text = self.admin("/metrics")
+        assert status == 200, text
+        return text
 
     def metrics(self):
         """Parsed /metrics: {(name, frozenset(labels.items())): value}."""
-        _, text = self.admin("/metrics")
         out = {}
-        for line in text.splitlines():
+        for line in self.metrics_text().splitlines():
             if not line or line.startswith("#"):
                 continue
-            m = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)(?: \d+)?$", line)
+            assert m, f"unparsable metrics line: {line!r}"
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
             out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
         return out
 
@@ -75,10 +113,21 @@ class Gateway:
         return sum(v for (n, l), v in self.metrics().items() if n == name and want <= set(l))
 
     def wait_metric(self, name, at_least, timeout=5, **labels):
+        """Waits until the metric reaches `at_least` (counters are live but a scrape may race
+        the worker that counts); returns the last value."""
         deadline = time.monotonic() + timeout
         while True:
             value = self.metric(name, **labels)
             if value >= at_least or time.monotonic() > deadline:
+                return value
+            time.sleep(0.05)
+
+    def wait_idle(self, timeout=10):
+        """Waits until no client connection is open; returns the active count."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.metric("wsgate_connections_active")
+            if value == 0 or time.monotonic() > deadline:
                 return value
             time.sleep(0.05)
 
@@ -87,22 +136,249 @@ class Gateway:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
+        raise AssertionError("no VmRSS")
 
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
-    def stop(self):
+    def stop(self, sig=signal.SIGTERM):
+        """Signals the process (by PID), waits up to 5 s, then SIGKILLs it. Returns
+        (exit code, seconds it took to exit after the signal)."""
+        start = time.monotonic()
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        return self.proc.returncode
+        took = time.monotonic() - start
+        self.reader.join(2)
+        return self.proc.returncode, took
+
+    def crashed(self):
+        text = self.log()
+        return [m for m in CRASH_MARKERS if m in text]
 
 
-def gateway_config(routes, clusters, listener_extra="", workers=2, address="127.0.0.1:0"):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries the tail of each wsgate log it produced."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for i, gw in enumerate(getattr(item, "wsgate_started", [])):
+            report.sections.append((f"wsgate #{i} log (tail)", gw.log()[-6000:]))
+
+
+@pytest.fixture
+def start_gateway(request):
+    """start_gateway(config_text, listeners=("public",)) → Gateway; each one is stopped at
+    teardown with SIGTERM and must exit 0 within 5 s without a crash report."""
+    started = []
+    request.node.wsgate_started = started
+
+    def start(config_text, **kwargs):
+        gw = Gateway(config_text, **kwargs)
+        started.append(gw)
+        return gw
+
+    yield start
+    failures = []
+    for gw in started:
+        already_stopped = gw.proc.returncode is not None
+        code, took = gw.stop()
+        print(f"wsgate stopped in {took:.2f} s")
+        if not already_stopped and code != 0:
+            failures.append(f"wsgate exited with {code} after SIGTERM ({took:.1f} s):\n"
+                            f"{gw.log()[-4000:]}")
+        if gw.crashed():
+            failures.append(f"wsgate reported {gw.crashed()}:\n{gw.log()[-4000:]}")
+    assert not failures, "\n".join(failures)
+
+
+def accept_for(key):
+    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+
+
+class Backends:
+    """python3-websockets servers (and raw asyncio TCP servers) on one background loop, all on
+    127.0.0.1 with kernel-picked ports. Each returns (port, record); `record` is a dict the
+    server fills with what it saw (read it from the test thread once the server is done)."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.servers = []
+
+    def run(self, coro, timeout=30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def websocket(self, handler, **kwargs):
+        """A WebSocket server running `handler(ws, record)` per connection. `record` gets
+        the request headers, close (code, reason) as the server saw it, and a connection
+        count; handlers add what else they see."""
+        record = {"headers": [], "paths": [], "messages": [], "close_codes": [],
+                  "connections": 0, "extensions": [], "subprotocols": []}
+
+        async def wrapped(ws):
+            record["connections"] += 1
+            record["headers"].append(ws.request_headers)
+            record["paths"].append(ws.path)
+            record["extensions"].append([e.name for e in ws.extensions])
+            record["subprotocols"].append(ws.subprotocol)
+            try:
+                await handler(ws, record)
+            except websockets.ConnectionClosed:
+                pass
+            finally:
+                try:
+                    await asyncio.wait_for(ws.wait_closed(), 10)
+                except asyncio.TimeoutError:
+                    pass
+                record["close_codes"].append((ws.close_code, ws.close_reason))
+
+        kwargs.setdefault("max_size", None)
+        kwargs.setdefault("compression", None)
+
+        async def serve():
+            return await websockets.serve(wrapped, "127.0.0.1", 0, **kwargs)
+        server = self.run(serve())
+        self.servers.append(server)
+        return server.sockets[0].getsockname()[1], record
+
+    def echo(self, **kwargs):
+        """Echoes every message and records it."""
+        async def handler(ws, record):
+            async for message in ws:
+                record["messages"].append(message)
+                await ws.send(message)
+        return self.websocket(handler, **kwargs)
+
+    def recorder(self, **kwargs):
+        """Records every message, answers nothing."""
+        async def handler(ws, record):
+            async for message in ws:
+                record["messages"].append(message)
+        return self.websocket(handler, **kwargs)
+
+    def raw(self, respond):
+        """A plain TCP server: `respond(reader, writer, record)` coroutine per connection."""
+        record = {"received": b"", "connections": 0}
+
+        async def on_connect(reader, writer):
+            record["connections"] += 1
+            try:
+                await respond(reader, writer, record)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        server = self.run(asyncio.start_server(on_connect, "127.0.0.1", 0))
+        self.servers.append(server)
+        return server.sockets[0].getsockname()[1], record
+
+    def refusing(self, status_line, body, extra=b""):
+        """Answers the upgrade with a plain HTTP response instead of 101, then keeps reading
+        for 3 s: anything that arrives after its answer would be a smuggled tunnel."""
+        async def respond(reader, writer, record):
+            record["request"] = await reader.readuntil(b"\r\n\r\n")
+            writer.write(status_line + b"\r\nContent-Type: text/plain\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body)
+            await writer.drain()
+            record["answered"] = True
+            deadline = asyncio.get_running_loop().time() + 3
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    chunk = await asyncio.wait_for(reader.read(4096), left)
+                except asyncio.TimeoutError:
+                    break
+                if not chunk:
+                    record["eof"] = True
+                    break
+                record["received"] += chunk
+        return self.raw(respond)
+
+    def hand_made(self, extra_headers=b"", accept=None, after_seconds=0.2, then=b"",
+                  trickle=False):
+        """A backend that answers the upgrade itself (with `extra_headers`, or a forced
+        `accept`), sends `then` (one byte per write if `trickle`), records what it receives,
+        and drops the TCP connection (no close frame) after `after_seconds`."""
+        async def respond(reader, writer, record):
+            head = await reader.readuntil(b"\r\n\r\n")
+            record["request"] = head
+            key = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:")][0]
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " +
+                         (accept or accept_for(key)) + b"\r\n" + extra_headers + b"\r\n" +
+                         (b"" if trickle else then))
+            await writer.drain()
+            for i in range(len(then) if trickle else 0):
+                writer.write(then[i:i + 1])
+                await writer.drain()
+                await asyncio.sleep(0.01 if i < 16 else 0.001)  # headers: one read per byte
+            deadline = asyncio.get_running_loop().time() + after_seconds
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    chunk = await asyncio.wait_for(reader.read(65536), left)
+                except asyncio.TimeoutError:
+                    break
+                if not chunk:
+                    break
+                record["received"] += chunk
+        return self.raw(respond)
+
+    def close(self):
+        async def finish():
+            for server in self.servers:
+                server.close()
+            await asyncio.wait_for(asyncio.gather(
+                *(server.wait_closed() for server in self.servers), return_exceptions=True), 2)
+
+        async def cancel_the_rest():
+            # Handlers still running (sleepers, slow readers) are cancelled, not waited for.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        for step in (finish, cancel_the_rest):
+            try:
+                self.run(step(), timeout=10)
+            except Exception:
+                pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+@pytest.fixture
+def backends():
+    b = Backends()
+    yield b
+    b.close()
+
+
+def dead_port():
+    """A loopback port with nothing listening (bound then released: connects are refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def gateway_config(routes, clusters="", listener_extra="", workers=2, address="127.0.0.1:0"):
+    """A one-listener (`public`) config with the built-in `echo` cluster and `clusters`."""
     return f"""
 workers: {workers}
 admin: {{ address: 127.0.0.1:0 }}
@@ -119,140 +395,10 @@ clusters:
 """
 
 
-@pytest.fixture
-def start_gateway():
-    started = []
-
-    def start(config_text, **kwargs):
-        gw = Gateway(config_text, **kwargs)
-        started.append(gw)
-        return gw
-
-    yield start
-    for gw in started:
-        code = gw.stop()
-        assert code == 0, f"wsgate exited with {code}:\n{gw.log()[-4000:]}"
-        assert "AddressSanitizer" not in gw.log() and "runtime error" not in gw.log(), gw.log()
-
-
-class Backends:
-    """python3-websockets servers (and raw asyncio TCP servers) on one background loop."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.servers = []
-
-    def run(self, coro, timeout=30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def websocket(self, handler, **kwargs):
-        """Starts a WebSocket server; returns (port, record) where record collects what it saw."""
-        record = {"headers": [], "messages": [], "close_codes": [], "connections": 0}
-
-        async def wrapped(ws, path=None):
-            record["connections"] += 1
-            record["headers"].append(ws.request_headers)
-            try:
-                await handler(ws, record)
-            except websockets.ConnectionClosed:
-                pass
-            finally:
-                await ws.wait_closed()
-                record["close_codes"].append((ws.close_code, ws.close_reason))
-
-        kwargs.setdefault("max_size", None)
-        kwargs.setdefault("compression", None)
-        async def serve():
-            return await websockets.serve(wrapped, "127.0.0.1", 0, **kwargs)
-        server = self.run(serve())
-        self.servers.append(server)
-        return server.sockets[0].getsockname()[1], record
-
-    def echo(self, **kwargs):
-        async def handler(ws, record):
-            async for message in ws:
-                record["messages"].append(message)
-                await ws.send(message)
-        return self.websocket(handler, **kwargs)
-
-    def raw(self, respond):
-        """A TCP server: `respond(reader, writer, record)` coroutine per connection."""
-        record = {"received": b"", "connections": 0}
-
-        async def on_connect(reader, writer):
-            record["connections"] += 1
-            try:
-                await respond(reader, writer, record)
-            finally:
-                writer.close()
-
-        server = self.run(asyncio.start_server(on_connect, "127.0.0.1", 0))
-        self.servers.append(server)
-        return server.sockets[0].getsockname()[1], record
-
-    def hand_made(self, extra_headers=b"", accept=None, after_seconds=0.2, then=b""):
-        """A backend that answers the upgrade itself (with `extra_headers`, or a forced
-        `accept`), sends `then`, and drops the TCP connection after `after_seconds`."""
-        import base64
-        import hashlib
-
-        async def respond(reader, writer, record):
-            head = await reader.readuntil(b"\r\n\r\n")
-            key = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"sec-websocket-key")][0]
-            good = base64.b64encode(hashlib.sha1(
-                key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + (accept or good) +
-                         b"\r\n" + extra_headers + b"\r\n" + then)
-            await writer.drain()
-            await asyncio.sleep(after_seconds)
-        return self.raw(respond)
-
-    def close(self):
-        for server in self.servers:
-            server.close()
-            try:
-                self.run(server.wait_closed(), timeout=5)
-            except Exception:
-                pass
-
-        async def cancel_the_rest():
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        try:
-            self.run(cancel_the_rest(), timeout=5)
-        except Exception:
-            pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
-@pytest.fixture
-def backends():
-    b = Backends()
-    yield b
-    b.close()
-
-
-def free_port():
-    """A loopback port with nothing listening (bound then released)."""
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def app_config(endpoints, filters=None, route_extra="", listener_extra="", cluster_extra="",
                workers=2, address="127.0.0.1:0"):
-    """Routes /echo → built-in echo and /app → cluster `app` on `endpoints` (ports)."""
+    """Routes /echo → built-in `echo` and /app → cluster `app` on loopback `endpoints`
+    (ports); `filters` and `route_extra` go on the /app route."""
     route = """      - name: echo
         match: { path_prefix: /echo }
         cluster: echo
@@ -275,4 +421,5 @@ def app_config(endpoints, filters=None, route_extra="", listener_extra="", clust
 
 
 def run(coro, timeout=60):
+    """Runs a client coroutine on a fresh loop in the test thread, bounded by `timeout`."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
