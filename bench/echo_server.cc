@@ -29,7 +29,8 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
   explicit EchoSession(tcp::socket socket) : ws_(std::move(socket)) {}
 
   void start() {
-    ws_.next_layer().set_option(tcp::no_delay(true));
+    ErrorCode ignored;  // a peer already gone fails its first read instead
+    ws_.next_layer().set_option(tcp::no_delay(true), ignored);
     ws_.set_option(websocket::permessage_deflate{});
     ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
       res.set(beast::http::field::server, "wsgate-bench-echo");
@@ -108,6 +109,14 @@ int main(int argc, char** argv) {
   server.accept();
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code, int) { io.stop(); });
-  io.run();
-  return 0;
+  std::signal(SIGPIPE, SIG_IGN);
+  // A benchmark backend must outlive any one bad connection: report and keep serving.
+  for (;;) {
+    try {
+      io.run();
+      return 0;
+    } catch (const std::exception& e) {
+      std::cerr << "wsgate-bench-echo: " << e.what() << std::endl;
+    }
+  }
 }

@@ -128,6 +128,18 @@ struct Stats {
   uint64_t errors = 0;  // connections lost or operations failed after the upgrade
   std::string firstError;
   std::vector<uint32_t> latencyUs;
+  // The longest time inside the window with no echo arriving on any connection: a stall of the
+  // whole machine (or a lost segment waiting for its retransmission) shows up here.
+  Clock::time_point lastEcho;
+  Clock::duration longestGap{};
+
+  void recordEcho(Clock::time_point now, Clock::duration latency) {
+    if (!recording) return;
+    ++messages;
+    longestGap = std::max(longestGap, now - lastEcho);
+    lastEcho = now;
+    recordLatency(latency);
+  }
 
   void recordLatency(Clock::duration d) {
     if (!recording || latencyUs.size() >= kMaxLatencySamples) return;
@@ -142,11 +154,14 @@ struct Stats {
     messages = 0;
     handshakes = 0;
     latencyUs.clear();
+    lastEcho = Clock::now();
+    longestGap = {};
   }
 };
 
 void configureClient(Ws& ws, size_t messageSize) {
-  ws.next_layer().set_option(tcp::no_delay(true));
+  ErrorCode ignored;  // a connection already reset fails its handshake instead
+  ws.next_layer().set_option(tcp::no_delay(true), ignored);
   ws.set_option(websocket::permessage_deflate{});
   ws.auto_fragment(false);
   ws.read_message_max(256 * 1024 * 1024);
@@ -172,7 +187,7 @@ class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
     onOpen_ = std::move(onOpen);
     timer_.expires_after(seconds(options_.connectTimeout));
     timer_.async_wait([weak = weak_from_this()](ErrorCode ec) {
-      if (auto self = weak.lock(); self && !ec) self->ws_.next_layer().close();
+      if (auto self = weak.lock(); self && !ec) self->abort();
     });
     ws_.next_layer().async_connect(endpoint, [self = shared_from_this()](ErrorCode ec) {
       if (ec) return self->opened(ec);
@@ -211,6 +226,8 @@ class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
     if (writing_) return;  // Beast allows no close while a write is outstanding; abort instead.
     ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](ErrorCode) {});
   }
+
+  bool isOpen() const { return open_; }
 
   void abort() {
     timer_.cancel();
@@ -289,10 +306,7 @@ class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
     const auto now = Clock::now();
     ++stats_.messagesTotal;
     if (!inflight_.empty()) {
-      if (stats_.recording) {
-        ++stats_.messages;
-        stats_.recordLatency(now - inflight_.front());
-      }
+      stats_.recordEcho(now, now - inflight_.front());
       inflight_.pop_front();
     }
     if (sending_ && interval_ == Clock::duration::zero()) {
@@ -360,7 +374,13 @@ class Runner {
       std::cerr << "wsgate-loadgen: unknown mode '" << options_.mode << "'\n";
       return 2;
     }
-    io_.run();
+    try {
+      io_.run();
+    } catch (const std::exception& e) {  // a bug here must still leave a result line
+      stats_.firstError = std::string("load generator: ") + e.what();
+      hardStopped_ = true;
+      closeWindow();
+    }
     return report();
   }
 
@@ -385,8 +405,8 @@ class Runner {
     if (options_.mode == "rate") interval = seconds(options_.connections / options_.rate);
     for (size_t i = 0; i < connections_.size(); ++i) {
       // Spread the connections' schedules evenly over one interval.
-      const auto phase = interval * static_cast<int64_t>(i) /
-                         static_cast<int64_t>(connections_.size());
+      const auto phase =
+          interval * static_cast<int64_t>(i) / static_cast<int64_t>(connections_.size());
       connections_[i]->startTraffic(interval, phase);
     }
     afterWarmup([this] {
@@ -415,24 +435,34 @@ class Runner {
     if (windowClosed_) return;
     closeWindow();
     if (capTimer_) capTimer_->cancel();
+    // Armed first: when every connection is drained already, closeEcho re-arms it at once.
+    timer_.expires_after(kDrainTimeout);
+    timer_.async_wait([this](ErrorCode ec) {
+      if (!ec) closeEcho();
+    });
     auto pending = std::make_shared<size_t>(connections_.size());
     for (auto& c : connections_) {
       c->stopSending([this, pending] {
         if (--*pending == 0) closeEcho();
       });
     }
-    timer_.expires_after(kDrainTimeout);
-    timer_.async_wait([this](ErrorCode ec) {
-      if (!ec) closeEcho();
-    });
   }
 
   void closeEcho() {
     if (closing_) return;
     closing_ = true;
     for (auto& c : connections_) c->close();
-    timer_.expires_after(kCloseTimeout);
-    timer_.async_wait([this](ErrorCode) {
+    closeDeadline_ = Clock::now() + kCloseTimeout;
+    waitClosed();
+  }
+
+  void waitClosed() {
+    timer_.expires_after(std::chrono::milliseconds(20));
+    timer_.async_wait([this](ErrorCode ec) {
+      if (ec) return;
+      const bool anyOpen = std::any_of(connections_.begin(), connections_.end(),
+                                       [](const auto& c) { return c->isOpen(); });
+      if (anyOpen && Clock::now() < closeDeadline_) return waitClosed();
       for (auto& c : connections_) c->abort();
       finish();
     });
@@ -466,7 +496,8 @@ class Runner {
       asio::steady_timer guard(io_);
       guard.expires_after(seconds(options_.connectTimeout));
       guard.async_wait([&ws](ErrorCode ec) {
-        if (!ec) ws.next_layer().close();
+        ErrorCode ignored;
+        if (!ec) ws.next_layer().close(ignored);
       });
       const auto start = Clock::now();
       auto [ec] = co_await ws.next_layer().async_connect(endpoint_, kAwait);
@@ -517,7 +548,8 @@ class Runner {
       asio::steady_timer guard(io_);
       guard.expires_after(seconds(options_.connectTimeout));
       guard.async_wait([ws = &held->ws](ErrorCode ec) {
-        if (!ec) ws->next_layer().close();
+        ErrorCode ignored;
+        if (!ec) ws->next_layer().close(ignored);
       });
       auto [ec] = co_await held->ws.next_layer().async_connect(endpoint_, kAwait);
       if (!ec) {
@@ -541,8 +573,7 @@ class Runner {
   }
 
   void allHeld() {
-    std::cout << "held " << stats_.handshakes << " failed " << stats_.connectFailures
-              << std::endl;
+    std::cout << "held " << stats_.handshakes << " failed " << stats_.connectFailures << std::endl;
     timer_.expires_after(seconds(options_.hold));
     timer_.async_wait([this](ErrorCode ec) {
       if (!ec) endHold();
@@ -629,14 +660,20 @@ class Runner {
       out["messages"] = stats_.messages;
       out["messages_total"] = stats_.messagesTotal;
       out["msgs_per_s"] = window > 0 ? stats_.messages / window : 0;
-      human << o.mode << " " << o.size << " B, " << opened_ << " conns: "
-            << static_cast<uint64_t>(window > 0 ? stats_.messages / window : 0) << " msgs/s";
+      const auto tail = windowEnd_ - stats_.lastEcho;  // silence up to the end counts too
+      out["longest_gap_us"] = std::chrono::duration_cast<std::chrono::microseconds>(
+                                  std::max(stats_.longestGap, measured ? tail : Clock::duration{}))
+                                  .count();
+      human << o.mode << " " << o.size << " B, " << opened_
+            << " conns: " << static_cast<uint64_t>(window > 0 ? stats_.messages / window : 0)
+            << " msgs/s";
     } else if (o.mode == "handshakes") {
       out["concurrency"] = o.concurrency;
       out["handshakes"] = stats_.handshakes;
       out["handshakes_per_s"] = window > 0 ? stats_.handshakes / window : 0;
-      human << "handshakes, " << o.concurrency << " concurrent: "
-            << static_cast<uint64_t>(window > 0 ? stats_.handshakes / window : 0) << "/s";
+      human << "handshakes, " << o.concurrency
+            << " concurrent: " << static_cast<uint64_t>(window > 0 ? stats_.handshakes / window : 0)
+            << "/s";
     } else {
       out["held"] = stats_.handshakes;
       out["held_at_end"] = heldAtEnd_;
@@ -667,12 +704,12 @@ class Runner {
               << (o.mode == "handshakes" ? "handshake" : "msg");
       }
     }
-    human << ", " << stats_.connectFailures << " connect failures, " << stats_.errors
-          << " errors" << (hardStopped_ ? " (TIMED OUT)" : "");
+    human << ", " << stats_.connectFailures << " connect failures, " << stats_.errors << " errors"
+          << (hardStopped_ ? " (TIMED OUT)" : "");
     std::cerr << human.str() << std::endl;
     std::cout << out.dump() << std::endl;
-    const uint64_t done = o.mode == "hold" || o.mode == "handshakes" ? stats_.handshakes
-                                                                     : stats_.messages;
+    const uint64_t done =
+        o.mode == "hold" || o.mode == "handshakes" ? stats_.handshakes : stats_.messages;
     return !hardStopped_ && done > 0 ? 0 : 1;
   }
 
@@ -696,6 +733,7 @@ class Runner {
   bool windowOpened_ = false;
   bool windowClosed_ = false;
   bool hardStopped_ = false;
+  Clock::time_point closeDeadline_;
   Clock::time_point windowStart_;
   Clock::time_point windowEnd_;
   CpuSample cpuStart_;
@@ -719,8 +757,7 @@ int main(int argc, char** argv) {
   app.add_option("-k,--inflight", o.inflight, "echo: messages in flight per connection")
       ->capture_default_str();
   app.add_option("-s,--size", o.size, "echo/rate: message size in bytes")->capture_default_str();
-  app.add_option("-d,--duration", o.duration, "measurement window, seconds")
-      ->capture_default_str();
+  app.add_option("-d,--duration", o.duration, "measurement window, seconds")->capture_default_str();
   app.add_option("-n,--messages", o.maxMessages, "echo/rate: end the window after this many")
       ->capture_default_str();
   app.add_option("-r,--rate", o.rate, "rate: messages per second, all connections together")
@@ -736,6 +773,7 @@ int main(int argc, char** argv) {
   app.add_option("--watch-pid", o.watchPids, "proxy process(es) whose CPU time to sample");
   app.add_option("--backend-pid", o.backendPid, "backend process whose CPU time to sample");
   CLI11_PARSE(app, argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);
   if (o.connections <= 0 || o.inflight <= 0 || o.rate <= 0 || o.concurrency <= 0 ||
       o.duration <= 0) {
     std::cerr << "wsgate-loadgen: counts, rate and duration must be positive\n";

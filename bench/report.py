@@ -1,27 +1,44 @@
 """Renders one run of bench/run.sh as Markdown: the side-by-side table, the ratios the issue
-sets targets on, and every failure. Usage: report.py META_JSON RESULTS_JSONL."""
+sets targets on, and every failure. With several rounds, each figure is the median over the
+rounds and each ratio is taken within a round (both sides measured minutes apart at most), then
+the median and range of those are shown. Usage: report.py META_JSON RESULTS_JSONL."""
 import json
+import statistics
 import sys
 
 PROXIES = ["wsgate", "nginx", "haproxy-http", "haproxy-tcp"]
 SIZES = [("echo-64", "64 B"), ("echo-4k", "4 KiB"), ("echo-64k", "64 KiB")]
 
 meta = json.load(open(sys.argv[1]))
-runs = {}
+rounds = {}  # (proxy, scenario) -> [record of each round]
 for line in open(sys.argv[2]):
     if line.strip():
         r = json.loads(line)
-        runs[(r["proxy"], r["scenario"])] = r
-proxies = [p for p in PROXIES if any(k[0] == p for k in runs)]
+        rounds.setdefault((r["proxy"], r["scenario"]), []).append(r)
+proxies = [p for p in PROXIES if any(k[0] == p for k in rounds)]
+
+
+def value(proxy, scenario, key, round_index=None):
+    """The median over the rounds of a result's field, or that of one round."""
+    records = rounds.get((proxy, scenario), [])
+    if round_index is not None:
+        records = [r for r in records if r.get("round") == round_index]
+    values = [r["result"][key] for r in records if r["result"].get(key) is not None]
+    if not values:
+        return None
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return statistics.median(values)
+    return values[len(values) // 2]  # text, flags, nested objects: one of the rounds
 
 
 def result(proxy, scenario):
-    return runs.get((proxy, scenario), {}).get("result", {})
+    keys = {k for r in rounds.get((proxy, scenario), []) for k in r["result"]}
+    return {k: value(proxy, scenario, k) for k in keys}
 
 
-def cpu_per_unit(proxy, scenario):
+def cpu_per_unit(proxy, scenario, round_index=None):
     """Proxy CPU µs per echoed message or per handshake, inside the measurement window."""
-    return result(proxy, scenario).get("proxy_cpu_us_per_unit")
+    return value(proxy, scenario, "proxy_cpu_us_per_unit", round_index)
 
 
 def num(v, digits=0):
@@ -34,32 +51,56 @@ def ms(us):
 
 def flag(proxy, scenario):
     """A dagger on figures whose run had failures, so that no broken run reads as a result."""
-    r = runs.get((proxy, scenario))
-    if r is None:
-        return ""
-    res = r["result"]
-    bad = not r["ok"] or res.get("errors") or res.get("connect_failures") or res.get("failed")
-    return " †" if bad else ""
+    for r in rounds.get((proxy, scenario), []):
+        res = r["result"]
+        if not r["ok"] or res.get("errors") or res.get("connect_failures") or res.get("failed"):
+            return " †"
+    return " ‡" if stalled(proxy, scenario) else ""
 
 
 def ratio(a, b):
     return a / b if a and b else None
 
 
-print(f"Run {meta['date']}, commit {meta['commit']}: {meta['cores']}-core shared machine, "
-      f"loopback, one worker per proxy, {meta['duration_s']} s per scenario after "
+STALL_US = 200_000  # the shortest TCP retransmission timeout
+
+
+def stalled(proxy, scenario):
+    """Rounds in which no echo at all arrived for 200 ms or more."""
+    return [r for r in rounds.get((proxy, scenario), [])
+            if r["result"].get("longest_gap_us", 0) >= STALL_US]
+
+
+def round_ratios(scenario, proxy, reference):
+    """wsgate / reference, taken within each round; the median and the range over the rounds."""
+    values = [ratio(cpu_per_unit(proxy, scenario, i), cpu_per_unit(reference, scenario, i))
+              for i in range(1, meta.get("rounds", 1) + 1)]
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, ""
+    spread = f", rounds {min(values):.2f}–{max(values):.2f}" if len(values) > 1 else ""
+    return statistics.median(values), spread
+
+
+rounds_note = f"{meta['rounds']} rounds (figures: medians), " if meta.get("rounds", 1) > 1 else ""
+quick_note = (" **Quick smoke run (BENCH_QUICK=1): figures are indicative only.**"
+              if meta.get("quick") else "")
+if meta.get("stopped"):
+    quick_note += f" **Run {meta['stopped']}: what is missing was not measured.**"
+print(f"Run {meta['date']}, checkout {meta['commit']}, {meta.get('wsgate', 'wsgate ?')}: "
+      f"{meta['cores']}-core shared machine, "
+      f"loopback, one worker per proxy, {rounds_note}{meta['duration_s']} s per scenario after "
       f"{meta['warmup_s']} s of warm-up, {meta['idle_connections']:,} idle connections; "
       f"proxy pinned to one core and load generator + echo backend to the other: "
       f"{'yes' if meta['pinned'] else 'no'}. nginx {meta['nginx']}, HAProxy {meta['haproxy']}, "
-      f"Linux {meta['kernel']}."
-      + (" **Quick smoke run (BENCH_QUICK=1): figures are indicative only.**"
-         if meta.get("quick") else ""))
+      f"Linux {meta['kernel']}.{quick_note}")
 print()
 
 head = ["proxy"]
 for _, label in SIZES:
     head += [f"{label} msgs/s", "p99 ms", "CPU µs/msg"]
-head += ["5k msg/s p50 ms", "p99 ms", "handshakes/s", "CPU µs/handshake", "RSS KiB/idle conn"]
+head += ["5k msg/s p50 ms", "p99 ms", "CPU µs/msg", "handshakes/s", "CPU µs/handshake",
+         "RSS KiB/idle conn"]
 print("| " + " | ".join(head) + " |")
 print("|---" + "|--:" * (len(head) - 1) + "|")
 for p in proxies:
@@ -69,7 +110,7 @@ for p in proxies:
         cells += [num(r.get("msgs_per_s")) + f, ms(r.get("p99_us")),
                   num(cpu_per_unit(p, scenario), 2)]
     r, f = result(p, "rate"), flag(p, "rate")
-    cells += [ms(r.get("p50_us")) + f, ms(r.get("p99_us"))]
+    cells += [ms(r.get("p50_us")) + f, ms(r.get("p99_us")), num(cpu_per_unit(p, "rate"), 2)]
     r, f = result(p, "handshakes"), flag(p, "handshakes")
     cells += [num(r.get("handshakes_per_s")) + f, num(cpu_per_unit(p, "handshakes"), 1)]
     cells.append(num(result(p, "idle").get("rss_kib_per_conn"), 2) + flag(p, "idle"))
@@ -78,12 +119,14 @@ print()
 
 print("Ratios, wsgate / reference (lower is better for wsgate):")
 print()
-for scenario, label in SIZES:
-    v = ratio(cpu_per_unit("wsgate", scenario), cpu_per_unit("haproxy-tcp", scenario))
-    print(f"- CPU per echoed {label} message, wsgate / haproxy-tcp: {num(v, 2)} "
-          f"(target ≤ 1.00, aim 0.75){' ✓' if v is not None and v <= 1 else ''}")
-v = ratio(cpu_per_unit("wsgate", "handshakes"), cpu_per_unit("nginx", "handshakes"))
-print(f"- CPU per handshake, wsgate / nginx: {num(v, 2)} (target ≤ 1.00)"
+for scenario, label in [(s, f"{label} message") for s, label in SIZES] + [
+        ("rate", "64 B message at 5k msg/s")]:
+    v, spread = round_ratios(scenario, "wsgate", "haproxy-tcp")
+    target = "target ≤ 1.00, aim 0.75" if scenario != "rate" else "same offered load"
+    print(f"- CPU per echoed {label}, wsgate / haproxy-tcp: {num(v, 2)} ({target}{spread})"
+          f"{' ✓' if v is not None and v <= 1 and scenario != 'rate' else ''}")
+v, spread = round_ratios("handshakes", "wsgate", "nginx")
+print(f"- CPU per handshake, wsgate / nginx: {num(v, 2)} (target ≤ 1.00{spread})"
       f"{' ✓' if v is not None and v <= 1 else ''}")
 v = result("wsgate", "idle").get("rss_kib_per_conn")
 print(f"- RSS per idle connection, wsgate: {num(v, 2)} KiB (target ≤ 4 KiB)"
@@ -99,8 +142,8 @@ for scenario, label in SIZES:
         r = result(p, scenario)
         cpu, secs = r.get("cpu", {}), r.get("seconds")
         if secs and "proxy_us" in cpu:
-            shares.append(f"{p} {cpu['proxy_us'] / secs / 1e4:.0f}% / "
-                          f"{(cpu.get('loadgen_us', 0) + cpu.get('backend_us', 0)) / secs / 1e4:.0f}%")
+            load = cpu.get("loadgen_us", 0) + cpu.get("backend_us", 0)
+            shares.append(f"{p} {cpu['proxy_us'] / secs / 1e4:.0f}% / {load / secs / 1e4:.0f}%")
     if shares:
         busy.append(f"- {label}: " + ", ".join(shares))
 if busy:
@@ -114,22 +157,28 @@ notes = []
 for p in PROXIES:
     if meta.get(f"status_{p}"):
         notes.append(f"- {p}: {meta[f'status_{p}']}")
-for (p, scenario), r in sorted(runs.items()):
-    res = r["result"]
-    parts = []
-    if "error" in res:
-        parts.append(res["error"])
-    for key in ["connect_failures", "errors", "failed"]:
-        if res.get(key):
-            parts.append(f"{key.replace('_', ' ')}: {res[key]}")
-    if res.get("first_error"):
-        parts.append(f"first error: {res['first_error']}")
-    if res.get("timed_out"):
-        parts.append("timed out")
-    if parts:
-        notes.append(f"- {p} {scenario}: " + "; ".join(parts))
+notes += [f"- {v}" for k, v in sorted(meta.items()) if k.startswith("backend_")]
+for (p, scenario), records in sorted(rounds.items()):
+    for r in records:
+        res, parts = r["result"], []
+        if "error" in res:
+            parts.append(res["error"])
+        for key in ["connect_failures", "errors", "failed"]:
+            if res.get(key):
+                parts.append(f"{key.replace('_', ' ')}: {res[key]}")
+        if res.get("first_error"):
+            parts.append(f"first error: {res['first_error']}")
+        if res.get("timed_out"):
+            parts.append("timed out")
+        if res.get("longest_gap_us", 0) >= STALL_US:
+            parts.append(f"no echo at all for {res['longest_gap_us'] / 1e6:.2f} s (a stall of "
+                         "the machine or a TCP retransmission timeout)")
+        if parts:
+            several = meta.get("rounds", 1) > 1 and scenario != "idle"
+            where = f" round {r['round']}" if several else ""
+            notes.append(f"- {p} {scenario}{where}: " + "; ".join(parts))
 if notes:
-    print("† Failures in this run:")
+    print("† Failures, ‡ stalls in this run:")
     print()
     print("\n".join(notes))
     print()

@@ -9,7 +9,8 @@
 #   BENCH_IDLE_CONNECTIONS=N   idle connections held per proxy (default 5000, quick 1000)
 #   BENCH_PROXIES="wsgate nginx haproxy-http haproxy-tcp"   which proxies, in this order
 #   BENCH_PIN=0                do not pin the proxies to CPU 0 and the load to CPU 1
-#   BENCH_TIMEOUT=S            wall-clock bound of the whole run (default 1200)
+#   BENCH_ROUNDS=N             repeat the load scenarios N times, report medians (default 1)
+#   BENCH_TIMEOUT=S            wall-clock bound of the whole run (default 600 + 300 per round)
 #   WSGATE_BIN=PATH            the wsgate binary (default $BUILD_DIR/wsgate)
 #
 # Loopback only. Every load run is bounded in count and time, every wait has a deadline, and
@@ -27,7 +28,8 @@ else
   duration=${BENCH_DURATION:-5} warmup=1 idle_conns=${BENCH_IDLE_CONNECTIONS:-5000}
 fi
 read -r -a proxies <<<"${BENCH_PROXIES:-wsgate nginx haproxy-http haproxy-tcp}"
-run_limit=${BENCH_TIMEOUT:-1200}
+rounds=${BENCH_ROUNDS:-1}
+run_limit=${BENCH_TIMEOUT:-$((600 + 300 * rounds))}
 results_dir="$root/bench/results"
 
 log() { echo "bench: $*" >&2; }
@@ -106,9 +108,40 @@ cleanup() {
     rm -rf "$tmp"
   fi
 }
+
+# --- report -------------------------------------------------------------------------------------
+# Also called when the run is stopped early: the table then shows what was measured so far.
+write_report() {
+  [[ -s ${results:-} ]] || return 0
+  mkdir -p "$results_dir"
+  meta_args=(rounds:="$rounds" date="$(date -u '+%Y-%m-%d %H:%M UTC')" cores:="$(nproc)"
+    duration_s:="$duration" warmup_s:="$warmup" idle_connections:="$idle_conns"
+    pinned:="$([[ ${#pin_proxy[@]} -gt 0 ]] && echo true || echo false)"
+    quick:="$([[ $quick = 1 ]] && echo true || echo false)"
+    commit="$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
+    wsgate="$("$wsgate_bin" --version 2>/dev/null | head -n 1), built $(date -u -r "$wsgate_bin" \
+      '+%Y-%m-%d %H:%M UTC' 2>/dev/null)"
+    nginx="$("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///')"
+    haproxy="$("$haproxy_bin" -v 2>&1 | head -n 1 | awk '{print $3}')" kernel="$(uname -r)")
+  for p in "${proxies[@]}"; do
+    [[ -n ${status[$p]:-} ]] && meta_args+=("status_$p=${status[$p]}")
+  done
+  [[ -n $stopped ]] && meta_args+=("stopped=$stopped")
+  for i in "${!backend_notes[@]}"; do meta_args+=("backend_$i=${backend_notes[$i]}"); done
+  json_obj "${meta_args[@]}" >"$tmp/meta.json"
+  cp "$results" "$results_dir/latest.jsonl"
+  cp "$tmp/meta.json" "$results_dir/latest.meta.json"
+  "$python" "$root/bench/report.py" "$tmp/meta.json" "$results" >"$results_dir/latest.md" \
+    || { log "report failed"; return 1; }
+  echo
+  cat "$results_dir/latest.md"
+}
+
+stopped=
 trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "stopped (wall-clock bound of ${run_limit}s?)"; exit 124' TERM
+trap 'stopped="interrupted"; log "$stopped"; write_report; exit 130' INT
+trap 'stopped="stopped by SIGTERM (the wall-clock bound is ${run_limit} s)"; log "$stopped"
+  write_report; exit 124' TERM
 (
   trap 'kill "$timer" 2>/dev/null; exit 0' TERM
   sleep "$run_limit" &
@@ -118,7 +151,8 @@ trap 'log "stopped (wall-clock bound of ${run_limit}s?)"; exit 124' TERM
 watchdog=$!
 
 free_port() {
-  "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() {  # port pid: up to 10 s, while pid lives
@@ -140,15 +174,49 @@ first_child() {  # pid: its first child's PID, waiting up to 5 s for it to appea
   done
   return 1
 }
-json_str() { "$python" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
+json_str() { "$python" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
+# json_obj key=text key:=json ...: one JSON object (httpie's notation for strings and raw values).
+json_obj() {
+  "$python" - "$@" <<'PY'
+import json, sys
+obj = {}
+for arg in sys.argv[1:]:
+    key, sep, raw = arg.partition(":=")
+    if sep:
+        obj[key] = json.loads(raw)
+    else:
+        key, _, text = arg.partition("=")
+        obj[key] = text
+print(json.dumps(obj))
+PY
+}
 
 # --- the echo backend ---------------------------------------------------------------------------
-"${pin_load[@]}" "$echo_bin" --port 0 >"$tmp/echo.log" 2>&1 &
-backend_pid=$!
-started+=("$backend_pid")
-for _ in $(seq 50); do grep -q '^listening' "$tmp/echo.log" && break; sleep 0.1; done
-backend_port=$(awk -F: '/^listening/ {print $NF}' "$tmp/echo.log")
-[[ -n $backend_port ]] || die "echo backend did not start: $(cat "$tmp/echo.log")"
+backend_port=0 backend_pid= backend_notes=()
+start_backend() {  # on backend_port (0 the first time: any free port)
+  local before now
+  before=$(grep -c '^listening' "$tmp/echo.log" 2>/dev/null)
+  "${pin_load[@]}" "$echo_bin" --port "$backend_port" >>"$tmp/echo.log" 2>&1 &
+  backend_pid=$!
+  started+=("$backend_pid")
+  for _ in $(seq 50); do
+    now=$(grep -c '^listening' "$tmp/echo.log" 2>/dev/null)
+    ((${now:-0} > ${before:-0})) && break
+    sleep 0.1
+  done
+  backend_port=$(awk -F: '/^listening/ {port = $NF} END {print port}' "$tmp/echo.log")
+  [[ -n $backend_port ]] && wait_port "$backend_port" "$backend_pid"
+}
+backend_alive() {  # after a scenario: restarts a dead backend, returns 1 if it had died
+  kill -0 "$backend_pid" 2>/dev/null && return 0
+  wait "$backend_pid" 2>/dev/null
+  local rc=$?
+  backend_notes+=("echo backend exited (status $rc) during $1; restarted")
+  log "${backend_notes[-1]}"
+  start_backend || die "echo backend does not restart: $(tail -n 3 "$tmp/echo.log")"
+  return 1
+}
+start_backend || die "echo backend did not start: $(cat "$tmp/echo.log")"
 
 # --- the proxies --------------------------------------------------------------------------------
 declare -A port pid watch status
@@ -268,6 +336,7 @@ for p in "${proxies[@]}"; do
       continue
     fi
     watch[nginx]="${pid[nginx]} $worker"
+    started+=("$worker")
     rss_pid_nginx=$worker
   fi
   log "$p: pid ${pid[$p]}, port ${port[$p]}"
@@ -278,14 +347,19 @@ rss_pid() { [[ $1 = nginx ]] && echo "$rss_pid_nginx" || echo "${pid[$1]}"; }
 results="$tmp/results.jsonl"
 : >"$results"
 record() {  # proxy scenario ok json
-  printf '{"proxy":"%s","scenario":"%s","ok":%s,"result":%s}\n' "$1" "$2" "$3" "$4" >>"$results"
+  printf '{"proxy":"%s","scenario":"%s","round":%d,"ok":%s,"result":%s}\n' "$1" "$2" "$round" \
+    "$3" "$4" >>"$results"
 }
 alive() {  # proxy: still serving? Marks it down otherwise.
   local p=$1
   [[ -n ${status[$p]:-} ]] && return 1
+  local rc
   for w in ${watch[$p]}; do
     if ! kill -0 "$w" 2>/dev/null; then
-      status[$p]="exited during the run: $(tail -n 2 "$tmp/$p.log" 2>/dev/null | tr '\n' ' ')"
+      wait "${pid[$p]}" 2>/dev/null
+      rc=$?
+      status[$p]="exited during the run (status $rc; see logs/$p.log)"
+      [[ -s $tmp/$p.log ]] && status[$p]+=": $(tail -n 2 "$tmp/$p.log" | tr '\n' ' ')"
       log "$p: ${status[$p]}"
       return 1
     fi
@@ -308,6 +382,7 @@ measure() {  # proxy scenario loadgen-args...
   out=$(tail -n 1 "$tmp/out")
   [[ $out = '{'* ]] || out="{\"error\":$(json_str "loadgen exit $rc: $(tail -n 2 "$tmp/human")")}"
   alive "$p" || out="{\"error\":$(json_str "${status[$p]}")}"
+  backend_alive "$p $scenario" || { out="{\"error\":$(json_str "${backend_notes[-1]}")}"; rc=1; }
   record "$p" "$scenario" "$([[ $rc -eq 0 ]] && echo true || echo false)" "$out"
   printf '  %-13s %-11s %s\n' "$p" "$scenario" "$(tail -n 1 "$tmp/human")" >&2
   sleep 0.5  # let closes and the backend settle before the next run
@@ -323,6 +398,7 @@ hold() {  # proxy: RSS per idle connection
   timeout -k 2 180 "${pin_load[@]}" "$loadgen" hold --port "${port[$p]}" -c "$idle_conns" \
     --concurrency 100 --hold 120 >"$tmp/hold.out" 2>"$tmp/human" &
   lg=$!
+  started+=("$lg")
   for _ in $(seq 1200); do  # 120 s at most to open them all
     grep -q '^held' "$tmp/hold.out" && break
     kill -0 "$lg" 2>/dev/null || break
@@ -349,51 +425,43 @@ hold() {  # proxy: RSS per idle connection
   fi
   ((failed > 0)) && ok=false
   alive "$p" || ok=false
-  record "$p" "$scenario" "$ok" "$(printf '{"held":%d,"failed":%d,"rss_before_kib":%d,"rss_held_kib":%d,"rss_after_close_kib":%d,"rss_kib_per_conn":%s,"fds_before":%d,"fds_held":%d,"fds_after_close":%d}' \
-    "$held" "$failed" "$rss_before" "$rss_held" "$rss_after" "$per" "$fds_before" "$fds_held" \
-    "$fds_after")"
-  printf '  %-13s %-11s held %d (failed %d): RSS %d -> %d KiB (%s KiB/conn), after close %d KiB; fds %d -> %d -> %d\n' \
-    "$p" "$scenario" "$held" "$failed" "$rss_before" "$rss_held" "$per" "$rss_after" \
-    "$fds_before" "$fds_held" "$fds_after" >&2
+  backend_alive "$p $scenario" || ok=false
+  record "$p" "$scenario" "$ok" "$(json_obj held:="$held" failed:="$failed" \
+    rss_before_kib:="$rss_before" rss_held_kib:="$rss_held" rss_after_close_kib:="$rss_after" \
+    rss_kib_per_conn:="$per" fds_before:="$fds_before" fds_held:="$fds_held" \
+    fds_after_close:="$fds_after")"
+  printf '  %-13s %-11s held %d (failed %d): RSS %d -> %d KiB (%s KiB/conn), ' \
+    "$p" "$scenario" "$held" "$failed" "$rss_before" "$rss_held" "$per" >&2
+  printf 'after close %d KiB; fds %d -> %d -> %d\n' "$rss_after" "$fds_before" "$fds_held" \
+    "$fds_after" >&2
   sleep 0.5
 }
 
 # Scenario by scenario, every proxy in turn: the runs compared with each other are close in time
 # on a noisy machine. Idle memory first, while every proxy is fresh: memory freed by earlier load
-# would otherwise be reused and hide the real cost of a connection.
+# would otherwise be reused and hide the real cost of a connection. With BENCH_ROUNDS > 1 the
+# load scenarios repeat, each round starting with the next proxy, and the report takes medians.
 log "$duration s per scenario after ${warmup} s of warm-up, $idle_conns idle connections," \
-  "pinned: ${pin_proxy[*]:-no}"
+  "$rounds round(s), pinned: ${pin_proxy[*]:-no}"
+round=1
 log "idle: RSS per idle connection, $idle_conns held"
 for p in "${proxies[@]}"; do hold "$p"; done
-for size in 64 4096 65536; do
-  name=echo-$size
-  [[ $size = 4096 ]] && name=echo-4k
-  [[ $size = 65536 ]] && name=echo-64k
-  log "$name: 50 connections x 8 messages in flight of $size B"
-  for p in "${proxies[@]}"; do measure "$p" "$name" echo -c 50 -k 8 -s "$size"; done
+for ((round = 1; round <= rounds; round++)); do
+  shift_by=$(((round - 1) % ${#proxies[@]}))
+  order=("${proxies[@]:shift_by}" "${proxies[@]:0:shift_by}")
+  for size in 64 4096 65536; do
+    name=echo-$size
+    [[ $size = 4096 ]] && name=echo-4k
+    [[ $size = 65536 ]] && name=echo-64k
+    log "round $round, $name: 50 connections x 8 messages in flight of $size B"
+    for p in "${order[@]}"; do measure "$p" "$name" echo -c 50 -k 8 -s "$size"; done
+  done
+  log "round $round, rate: 5,000 msg/s of 64 B over 50 connections"
+  for p in "${order[@]}"; do measure "$p" rate rate -c 50 -r 5000 -s 64; done
+  log "round $round, handshakes: 16 concurrent connect + upgrade + close loops"
+  for p in "${order[@]}"; do measure "$p" handshakes handshakes --concurrency 16; done
 done
-log "rate: 5,000 msg/s of 64 B over 50 connections"
-for p in "${proxies[@]}"; do measure "$p" rate rate -c 50 -r 5000 -s 64; done
-log "handshakes: 16 concurrent connect + upgrade + close loops"
-for p in "${proxies[@]}"; do measure "$p" handshakes handshakes --concurrency 16; done
 
-# --- report -------------------------------------------------------------------------------------
-mkdir -p "$results_dir"
-meta=$(printf '{"date":"%s","host":%s,"cores":%d,"duration_s":%s,"warmup_s":%s,"idle_connections":%d,"pinned":%s,"quick":%s,"commit":%s,"nginx":%s,"haproxy":%s,"kernel":%s}' \
-  "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(json_str "$(hostname)")" "$(nproc)" "$duration" \
-  "$warmup" "$idle_conns" "$([[ ${#pin_proxy[@]} -gt 0 ]] && echo true || echo false)" \
-  "$([[ $quick = 1 ]] && echo true || echo false)" \
-  "$(json_str "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)")" \
-  "$(json_str "$("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///')")" \
-  "$(json_str "$("$haproxy_bin" -v 2>&1 | head -n 1 | awk '{print $3}')")" \
-  "$(json_str "$(uname -r)")")
-for p in "${proxies[@]}"; do
-  [[ -n ${status[$p]:-} ]] && meta=${meta%\}},\"status_$p\":$(json_str "${status[$p]}")\}
-done
-echo "$meta" >"$tmp/meta.json"
-cp "$results" "$results_dir/latest.jsonl"
-"$python" "$root/bench/report.py" "$tmp/meta.json" "$results" >"$results_dir/latest.md" \
-  || die "report failed"
-echo
-cat "$results_dir/latest.md"
-log "written to bench/results/latest.md (raw: latest.jsonl, configs and logs: logs/)"
+write_report
+log "written to bench/results/latest.md (raw: latest.jsonl and latest.meta.json, configs and" \
+  "logs: logs/)"
