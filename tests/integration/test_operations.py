@@ -301,7 +301,7 @@ def test_backend_that_stops_reading_keeps_gateway_memory_bounded(start_gateway, 
         time.sleep(0.25)
         peak = max(peak, gw.rss_kib())
     grown = peak - before
-    print(f"client sent {sent} MiB, blocked={blocked}, rss before {before} KiB, peak {peak} KiB")
+    print(f"client sent {sent} MiB, blocked={blocked}, rss {before} → {peak} KiB")
     assert blocked and sent < 300, "the client was never slowed down: nothing pushed back"
     assert grown < 30 * 1024, f"gateway RSS grew by {grown} KiB while the backend did not read"
     assert gw.metric("wsgate_backpressure_pauses_total", route="app",

@@ -373,3 +373,36 @@ def test_server_frames_split_at_every_byte_are_relayed(start_gateway, backends):
     c.upgrade("/app")
     assert c.read_message()[:2] == (TEXT, b"y" * 300)
     assert c.read_frame()[2:4] == (PING, b"pp")
+
+
+@pytest.mark.parametrize("path", ["/echo", "/app"])
+def test_a_thousand_pipelined_messages_come_back_whole_and_in_order(start_gateway, backends,
+                                                                     path):
+    port, record = backends.echo()
+    gw = start_gateway(app_config([port]))
+    c = RawClient(gw.port)
+    c.upgrade(path)
+    sizes = [(i * 37) % 300 for i in range(1000)]  # 0..299 bytes: 7- and 16-bit lengths
+    batch = b"".join(encode_frame(BINARY, bytes([i % 256]) * n) for i, n in enumerate(sizes))
+    c.send(batch)  # one write: many frames per read, frames split across reads
+    for i, n in enumerate(sizes):
+        opcode, message, _ = c.read_message(timeout=20)
+        assert (opcode, message) == (BINARY, bytes([i % 256]) * n), f"message {i}"
+    route = path.strip("/")
+    assert gw.wait_metric("wsgate_messages_total", 1000, route=route,
+                          direction="upstream_to_client") == 1000
+
+
+@pytest.mark.parametrize("path", ["/echo", "/app"])
+def test_large_fragmented_message_is_relayed_whole(start_gateway, backends, path):
+    port, record = backends.echo()
+    gw = start_gateway(app_config([port]))
+    c = RawClient(gw.port)
+    c.upgrade(path)
+    parts = [bytes([k]) * (1 << 20) for k in range(4)]  # 4 MiB in four 1 MiB fragments
+    c.send(encode_frame(BINARY, parts[0], fin=False))
+    for k in (1, 2):
+        c.send(encode_frame(CONTINUATION, parts[k], fin=False))
+    c.send(encode_frame(CONTINUATION, parts[3], fin=True))
+    opcode, message, _ = c.read_message(timeout=20)
+    assert opcode == BINARY and message == b"".join(parts)

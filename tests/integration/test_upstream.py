@@ -140,6 +140,7 @@ def test_backend_refusal_is_passed_back_and_no_tunnel_opens(start_gateway, backe
     except OSError:
         pass
     assert c.wait_end(5) in ("fin", "reset")
+    c.close()
     assert wait_for(lambda: record.get("eof"), timeout=4), \
         "the gateway ends the backend connection after passing its answer back"
     assert b"SMUGGLED" not in record["received"] and b"/internal" not in record["received"]
