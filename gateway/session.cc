@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -41,6 +42,7 @@ Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionS
 }
 
 Session::~Session() {
+  for (Flow& flow : flows_) returnLent(flow);
   const auto lived = std::chrono::steady_clock::now() - started_;
   spdlog::debug("session ended: route={} client={} duration={}ms", setup_.route->name,
                 setup_.client_address,
@@ -60,84 +62,93 @@ void Session::start(std::span<const uint8_t> client_early,
 
 void Session::resumeRead(int f) {
   Flow& flow = flows_[f];
-  if (finished_ || flow.reading || flow.waiting_read || flow.mode == Mode::kDone ||
-      flow.pending_size != 0) {
+  if (finished_ || flow.waiting_read || flow.mode == Mode::kDone || flow.pending_size != 0) {
     return;
   }
-  readLoop(f);
+  armRead(f);
 }
 
+// Asio performs the read at once when the socket was last seen with bytes left (a read that
+// filled its buffer), and otherwise waits for epoll's edge without re-arming the descriptor.
 void Session::armRead(int f) {
   Flow& flow = flows_[f];
-  flow.reading = false;
   flow.waiting_read = true;
-  legs_[f].asyncReadSome(boost::asio::buffer(flow.landing),
-                         [self = shared_from_this(), f](const error_code& ec, size_t n) {
-                           self->onLanded(f, ec, n);
-                         });
+  const auto buffer = flow.lent ? boost::asio::buffer(flow.lent.get(), RelayBuffers::kBufferSize)
+                                : boost::asio::buffer(flow.landing);
+  legs_[f].asyncReadSome(buffer, [self = shared_from_this(), f](const error_code& ec, size_t n) {
+    self->onLanded(f, ec, n);
+  });
 }
 
 void Session::onLanded(int f, const error_code& ec, size_t n) {
   Flow& flow = flows_[f];
   flow.waiting_read = false;
+  if (std::exchange(flow.reclaiming, false) && ec == boost::asio::error::operation_aborted) {
+    returnLent(flow);
+    return resumeRead(f);
+  }
   if (finished_) return;
   if (ec) return onLegLost(f, ec);
   if (setup_.route->idle_timeout.count() > 0) last_activity_ = std::chrono::steady_clock::now();
-  if (n < flow.landing.size()) {
+  if (flow.lent) {
+    flow.lent_used = true;
+    consume(f, flow.lent.get(), n);
+    flow.quiet_reads = n <= kLandingSize ? flow.quiet_reads + 1 : 0;
+    if (flow.quiet_reads >= kQuietReadsToReturn) returnLent(flow);
+  } else if (n < kLandingSize) {
     consume(f, flow.landing.data(), n);  // the socket is drained: one recv for this wake-up
   } else {
-    // More may be queued: gather it behind the landed bytes in the worker's buffer.
-    const std::span<uint8_t> buffer = worker_.read_buffer;
-    std::memcpy(buffer.data(), flow.landing.data(), n);
     error_code more_ec;
-    const size_t more = legs_[f].readSome(
-        boost::asio::buffer(buffer.data() + n, buffer.size() - n), more_ec);
-    consume(f, buffer.data(), n + more);
+    const std::span<const uint8_t> data = drainBehindLanding(f, n, more_ec);
+    consume(f, data.data(), data.size());
     if (more_ec && more_ec != boost::asio::error::would_block) return onLegLost(f, more_ec);
-    if (n + more == buffer.size()) return resumeRead(f);
   }
-  if (finished_ || flow.mode == Mode::kDone || flow.pending_size != 0) return;
-  armRead(f);
+  if (flow.mode == Mode::kDone) returnLent(flow);
+  resumeRead(f);
 }
 
-void Session::onReadable(int f, const error_code& ec) {
-  flows_[f].waiting_read = false;
-  if (finished_) return;
-  if (ec) return onLegLost(f, ec);
-  readLoop(f);
-}
-
-// A short read means the socket is drained: arm the readiness wait (Asio re-arms the descriptor
-// with EPOLL_CTL_MOD, which reports bytes that arrived meanwhile) rather than pay for a read that
-// would only say would_block. A full buffer means more may be queued: read again.
-void Session::readLoop(int f) {
+std::span<const uint8_t> Session::drainBehindLanding(int f, size_t n, error_code& ec) {
   Flow& flow = flows_[f];
-  const std::span<uint8_t> buffer = worker_.read_buffer;
-  flow.reading = true;
-  for (int round = 0; round < kReadsPerTurn; ++round) {
-    error_code ec;
-    const size_t n = legs_[f].readSome(boost::asio::buffer(buffer.data(), buffer.size()), ec);
-    if (ec == boost::asio::error::would_block) {
-      return armRead(f);
-    }
-    if (ec) {
-      flow.reading = false;
-      return onLegLost(f, ec);
-    }
-    if (setup_.route->idle_timeout.count() > 0) last_activity_ = std::chrono::steady_clock::now();
-    consume(f, buffer.data(), n);
-    if (finished_ || flow.mode == Mode::kDone || flow.pending_size != 0) {
-      flow.reading = false;
-      return;  // a drained write resumes reading
-    }
-    if (n < buffer.size()) {
-      return armRead(f);
+  // Busy from now on: borrow a buffer so that the next wake-ups read straight into it.
+  if (!flow.lent) {
+    flow.lent = worker_.buffers.lend(*this);
+    flow.lent_used = true;
+  }
+  const std::span<uint8_t> into =
+      flow.lent ? std::span<uint8_t>(flow.lent.get(), RelayBuffers::kBufferSize)
+                : worker_.read_buffer;
+  std::memcpy(into.data(), flow.landing.data(), n);
+  const size_t more = legs_[f].readSome(boost::asio::buffer(into.data() + n, into.size() - n), ec);
+  return into.first(n + more);
+}
+
+void Session::returnLent(Flow& flow) {
+  if (flow.lent) worker_.buffers.giveBack(std::move(flow.lent));
+  flow.lent_used = false;
+  flow.quiet_reads = 0;
+}
+
+// Called once a sweep interval. A flow that read nothing into its lent buffer since the last
+// sweep gives it back: at once when no read owns it, else by cancelling the read (only when no
+// write is outstanding on that socket, since a cancel ends both) and re-arming on the slot.
+bool Session::returnIdleBuffers() {
+  bool holding = false;
+  for (int f = 0; f < 2; ++f) {
+    Flow& flow = flows_[f];
+    if (!flow.lent) continue;
+    if (std::exchange(flow.lent_used, false) || flow.reclaiming || finished_) {
+      holding = true;
+    } else if (!flow.waiting_read) {
+      returnLent(flow);
+    } else if (flows_[1 - f].pending_size == 0) {
+      flow.reclaiming = true;
+      legs_[f].cancel();
+      holding = true;
+    } else {
+      holding = true;
     }
   }
-  // Still more to read: let other sessions of this worker run first.
-  flow.reading = false;
-  flow.waiting_read = true;
-  boost::asio::post(worker_.io, [self = shared_from_this(), f] { self->onReadable(f, {}); });
+  return holding;
 }
 
 void Session::consume(int f, const uint8_t* data, size_t size) {

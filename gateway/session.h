@@ -1,9 +1,11 @@
 // The relay of one established WebSocket connection: two legs (client, upstream) and two flows
-// (client→upstream, upstream→client). Each flow waits until its source is readable, reads into
-// the worker's buffer, walks the frame headers (protocol rules, message filters, counters) and
-// writes the same bytes on at once. Only bytes the destination could not take are kept, in a
-// per-flow buffer bounded by one read; the flow does not read again until they are written,
-// so a slow reader slows its writer instead of growing memory.
+// (client→upstream, upstream→client). Each flow waits with a read into its small landing slot;
+// a wake-up that overflows the slot is drained into a buffer lent to the flow while it stays
+// busy (gateway/relay_buffers.h). The flow walks the frame headers of what it read (protocol
+// rules, message filters, counters) and writes the same bytes on at once. Only bytes the
+// destination could not take are kept, in a per-flow buffer bounded by one read; the flow does
+// not read again until they are written, so a slow reader slows its writer instead of growing
+// memory.
 //
 // The gateway's own frames (closes) are injected only at frame boundaries of the flow that
 // carries them. Lifetime: every pending handler holds a shared_ptr; the session ends when both
@@ -26,6 +28,7 @@
 #include "filters/filter.h"
 #include "gateway/connection_record.h"
 #include "gateway/frame_codec.h"
+#include "gateway/relay_buffers.h"
 #include "gateway/stream.h"
 #include "gateway/worker_context.h"
 
@@ -42,7 +45,7 @@ struct SessionSetup {
   std::vector<std::string_view> filter_names;
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, private RelayBuffers::Holder {
  public:
   Session(WorkerContext& worker, Stream client, Stream upstream, SessionSetup setup,
           ConnectionRecord record);
@@ -62,8 +65,9 @@ class Session : public std::enable_shared_from_this<Session> {
     kDone,     // source finished (closed or lost): no more reads
   };
 
-  static constexpr int kReadsPerTurn = 8;
   static constexpr size_t kLandingSize = 256;
+  // A busy flow gives its lent buffer back after this many wake-ups in a row fit the slot.
+  static constexpr uint8_t kQuietReadsToReturn = 4;
 
   // Flow `f` reads leg `f` and writes leg `1 - f`.
   struct Flow {
@@ -74,12 +78,16 @@ class Session : public std::enable_shared_from_this<Session> {
     Mode mode = Mode::kRelay;
     uint64_t remaining = 0;  // payload bytes of the current frame still to come
     uint64_t payload_offset = 0;
-    bool waiting_read = false;  // a read (or a posted read turn) is outstanding
-    bool reading = false;       // readLoop() is running for this flow
+    bool waiting_read = false;  // a read is outstanding
 
-    // Where the waiting read lands: small enough to keep per session, big enough for a typical
-    // small message, so most wake-ups cost one recv and no epoll_ctl.
+    // Where the waiting read lands while the flow is quiet: small enough to keep per session,
+    // big enough for a typical small message, so most wake-ups cost one recv and no epoll_ctl.
     std::array<uint8_t, kLandingSize> landing{};
+    // Lent while the flow is busy: reads go here instead of the landing slot.
+    std::unique_ptr<uint8_t[]> lent;
+    bool lent_used = false;  // a read landed in `lent` since the last sweep
+    uint8_t quiet_reads = 0;  // reads in a row into `lent` that the landing slot would have held
+    bool reclaiming = false;  // the read into `lent` was cancelled to give it back
 
     // The first two payload bytes of a close frame from the source: its code, for metrics.
     bool capturing = false;
@@ -117,10 +125,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
 
   void resumeRead(int f);
-  void onReadable(int f, const boost::system::error_code& ec);
-  void readLoop(int f);
   void armRead(int f);
   void onLanded(int f, const boost::system::error_code& ec, size_t n);
+  // Reads what follows `n` landed bytes of a full slot, behind them; returns the bytes now there.
+  std::span<const uint8_t> drainBehindLanding(int f, size_t n, boost::system::error_code& ec);
+  bool returnIdleBuffers() override;
+  void returnLent(Flow& flow);
   void consume(int f, const uint8_t* data, size_t size);
   // Header checks and filters for a complete header in relay mode; false if it ended the relay.
   bool admitHeader(int f, const FrameHeader& header);

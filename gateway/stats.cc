@@ -27,6 +27,8 @@ const std::array<MetricInfo, static_cast<size_t>(Metric::kCount)> kMetrics = {{
      false, {"route", "direction"}},
     {"wsgate_protocol_errors_total", "RFC 6455 violations closed with 1002, by offending direction.",
      false, {"route", "direction"}},
+    {"wsgate_relay_buffer_bytes",
+     "Bytes of read buffers lent to busy sessions (idle sessions hold none).", true, {}},
     {"wsgate_upstream_connect_failures_total", "Failed connection attempts to cluster endpoints.",
      false, {"cluster"}},
 }};

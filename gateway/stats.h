@@ -32,6 +32,7 @@ enum class Metric : uint8_t {
   kHandshakeRejections,
   kMessages,
   kProtocolErrors,
+  kRelayBufferBytes,
   kUpstreamConnectFailures,
   kCount,
 };

@@ -18,6 +18,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 
+#include "gateway/draining_read.h"
+
 namespace wsgate::gateway {
 
 namespace asio = boost::asio;
@@ -45,11 +47,12 @@ class Stream {
   void waitReadable(Handler&& handler) {
     socket_.async_wait(Socket::wait_read, std::forward<Handler>(handler));
   }
-  // Reads what is there, or waits for it: `handler(error_code, size_t)`. Asio tries the read
-  // at once when the socket was seen readable, and otherwise waits without re-arming epoll.
+  // Reads what is there, or waits for it: `handler(error_code, size_t)`. Tried at once only
+  // when the last read filled its buffer; otherwise waits for epoll's edge, with no system call
+  // (see draining_read.h).
   template <typename Handler>
   void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
-    socket_.async_read_some(buffer, std::forward<Handler>(handler));
+    asyncDrainingRead(socket_, buffer, std::forward<Handler>(handler));
   }
   // Writes what it can once the stream is writable: `handler(error_code, size_t)`.
   template <typename Buffers, typename Handler>
@@ -73,17 +76,13 @@ class Stream {
   }
   size_t writeSome(std::span<const boost::asio::const_buffer> buffers,
                    boost::system::error_code& ec) {
-    std::array<iovec, 4> iov{};
-    const size_t count = std::min(buffers.size(), iov.size());
-    for (size_t i = 0; i < count; ++i) {
-      iov[i].iov_base = const_cast<void*>(buffers[i].data());
-      iov[i].iov_len = buffers[i].size();
-    }
-    msghdr message{};
-    message.msg_iov = iov.data();
-    message.msg_iovlen = count;
     for (;;) {
-      const ssize_t n = ::sendmsg(socket_.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+      // send() for one buffer, the common case: no msghdr to copy in.
+      const ssize_t n =
+          buffers.size() == 1
+              ? ::send(socket_.native_handle(), buffers[0].data(), buffers[0].size(),
+                       MSG_DONTWAIT | MSG_NOSIGNAL)
+              : sendVector(buffers);
       if (n >= 0) return static_cast<size_t>(n);
       if (errno == EINTR) continue;
       ec = errnoCode();
@@ -104,6 +103,19 @@ class Stream {
   Socket& socket() { return socket_; }
 
  private:
+  ssize_t sendVector(std::span<const boost::asio::const_buffer> buffers) {
+    std::array<iovec, 4> iov{};
+    const size_t count = std::min(buffers.size(), iov.size());
+    for (size_t i = 0; i < count; ++i) {
+      iov[i].iov_base = const_cast<void*>(buffers[i].data());
+      iov[i].iov_len = buffers[i].size();
+    }
+    msghdr message{};
+    message.msg_iov = iov.data();
+    message.msg_iovlen = count;
+    return ::sendmsg(socket_.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+
   static boost::system::error_code errnoCode() {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return boost::asio::error::would_block;
     return {errno, boost::system::system_category()};

@@ -7,9 +7,11 @@ namespace wsgate::gateway {
 
 Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config)
     // One thread per io_context: Asio may skip its reactor locking.
-    : read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
+    : buffers_(stats_, kMaxLentBuffers, kMaxCachedBuffers),
+      read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
       io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
-      context_{io_, stats_, {read_buffer_.get(), kReadBufferSize}, index},
+      sweep_timer_(io_),
+      context_{io_, stats_, buffers_, {read_buffer_.get(), kReadBufferSize}, index},
       table_(std::make_shared<RoutingTable>(context_, std::move(config))) {}
 
 Worker::~Worker() { stop(); }
@@ -21,6 +23,7 @@ void Worker::addListener(size_t listener_index, boost::asio::ip::tcp::acceptor a
 
 void Worker::start() {
   for (auto& listener : listeners_) listener->start();
+  sweepBuffersLater();
   thread_ = std::thread([this] {
     try {
       io_.run();
@@ -31,10 +34,20 @@ void Worker::start() {
   });
 }
 
+void Worker::sweepBuffersLater() {
+  sweep_timer_.expires_after(kBufferSweepInterval);
+  sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    buffers_.sweep();
+    sweepBuffersLater();
+  });
+}
+
 void Worker::stop() {
   if (!thread_.joinable()) return;
   boost::asio::post(io_, [this] {
     for (auto& listener : listeners_) listener->stop();
+    sweep_timer_.cancel();
     io_.stop();
   });
   thread_.join();

@@ -3,15 +3,18 @@
 // workers except the immutable config snapshot and the metric cells read at scrape time.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "config/config.h"
 #include "gateway/listener.h"
+#include "gateway/relay_buffers.h"
 #include "gateway/routing_table.h"
 #include "gateway/stats.h"
 #include "gateway/worker_context.h"
@@ -20,7 +23,11 @@ namespace wsgate::gateway {
 
 class Worker {
  public:
-  static constexpr size_t kReadBufferSize = 64 * 1024;
+  static constexpr size_t kReadBufferSize = RelayBuffers::kBufferSize;
+  // Relay buffers lent at once (64 MiB) and kept free for reuse (2 MiB), per worker.
+  static constexpr size_t kMaxLentBuffers = 1024;
+  static constexpr size_t kMaxCachedBuffers = 32;
+  static constexpr std::chrono::seconds kBufferSweepInterval{1};
 
   Worker(unsigned index, std::shared_ptr<const config::Config> config);
   ~Worker();
@@ -35,10 +42,15 @@ class Worker {
   void stop();
 
  private:
-  // Declared first: sessions destroyed with io_ still count themselves in stats_.
+  void sweepBuffersLater();
+
+  // Declared first: sessions destroyed with io_ still count themselves in stats_ and give
+  // their buffers back.
   WorkerStats stats_;
+  RelayBuffers buffers_;
   std::unique_ptr<uint8_t[]> read_buffer_;
   boost::asio::io_context io_;
+  boost::asio::steady_timer sweep_timer_;
   WorkerContext context_;
   std::shared_ptr<const RoutingTable> table_;
   std::vector<std::unique_ptr<Listener>> listeners_;

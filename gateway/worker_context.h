@@ -1,5 +1,5 @@
 // What every session and handshake on one worker shares: the worker's io_context, its metrics
-// and its read buffer. Touched only from that worker's thread.
+// and its read buffers. Touched only from that worker's thread.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "gateway/relay_buffers.h"
 #include "gateway/stats.h"
 
 namespace wsgate::gateway {
@@ -14,8 +15,10 @@ namespace wsgate::gateway {
 struct WorkerContext {
   boost::asio::io_context& io;
   WorkerStats& stats;
-  // Every relay read lands here and is written on at once; only what a peer could not take is
-  // copied into the session, so idle sessions hold no buffer.
+  // Relay reads too big for a flow's landing slot go into a buffer lent to the flow while it
+  // is busy, or, when none is left to lend, into this shared one. Either way the bytes are
+  // written on at once; only what a peer could not take is copied into the session.
+  RelayBuffers& buffers;
   std::span<uint8_t> read_buffer;
   unsigned index;
 };

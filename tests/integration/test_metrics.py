@@ -17,6 +17,7 @@ FAMILIES = {
     "wsgate_close_codes_total": ("counter", {"route", "side", "code"}),
     "wsgate_upstream_connect_failures_total": ("counter", {"cluster"}),
     "wsgate_filter_rejections_total": ("counter", {"route", "filter"}),
+    "wsgate_relay_buffer_bytes": ("gauge", set()),
 }
 
 C2U, U2C = "client_to_upstream", "upstream_to_client"
@@ -147,7 +148,7 @@ def check_families(text):
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
     for name, (kind, labels) in FAMILIES.items():
         assert types.get(name) == kind, f"{name}: TYPE {types.get(name)}, want {kind}"
-        samples = re.findall(rf"^{name}\{{([^}}]*)\}} \S+$", text, re.M)
+        samples = re.findall(rf"^{name}(?:\{{([^}}]*)\}})? \S+$", text, re.M)
         assert samples, f"no sample of {name}"
         for sample in samples:
             have = set(re.findall(r'(\w+)="', sample))

@@ -406,3 +406,40 @@ def test_large_fragmented_message_is_relayed_whole(start_gateway, backends, path
     c.send(encode_frame(CONTINUATION, parts[3], fin=True))
     opcode, message, _ = c.read_message(timeout=20)
     assert opcode == BINARY and message == b"".join(parts)
+
+
+def test_busy_session_borrows_a_read_buffer_and_gives_it_back_when_quiet(start_gateway,
+                                                                       backends):
+    """A burst larger than a flow's landing slot makes the flow borrow a 64 KiB read buffer
+    (counted in wsgate_relay_buffer_bytes); once the session goes quiet the sweep takes it back
+    while the session stays open, and the session keeps relaying afterwards."""
+    port, _ = backends.echo(ping_interval=None)
+    gw = start_gateway(app_config([port], workers=1))
+    assert gw.metric("wsgate_relay_buffer_bytes") == 0
+
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+
+    def burst(tag):
+        frames = [encode_frame(BINARY, bytes([tag, i]) * 200) for i in range(30)]
+        c.send(b"".join(frames))  # one write: the gateway sees ~12 KB in one wake-up
+        for i in range(30):
+            assert c.read_message()[1] == bytes([tag, i]) * 200
+
+    burst(1)
+    lent = gw.metric("wsgate_relay_buffer_bytes")
+    assert lent >= 64 * 1024, "a burst bigger than the landing slot borrows a buffer"
+    assert lent % (64 * 1024) == 0
+    # Quiet: the sweep (once a second) takes buffers back after a full interval unused.
+    assert wait_for(lambda: gw.metric("wsgate_relay_buffer_bytes") == 0, timeout=6), \
+        "an idle session still holds a read buffer"
+    assert gw.metric("wsgate_connections_active", listener="public") == 1
+
+    # The reads that were cancelled to take the buffers back were re-armed on the slots.
+    c.send(encode_frame(TEXT, "small"))
+    assert c.read_message()[1] == b"small"
+    burst(2)
+    c.send(encode_frame(CLOSE, close_payload(1000)))
+    assert c.read_close()[0] == 1000
+    c.wait_end(5)
+    assert wait_for(lambda: gw.metric("wsgate_relay_buffer_bytes") == 0, timeout=5)

@@ -1,0 +1,132 @@
+#include "gateway/draining_read.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
+
+namespace wsgate::gateway {
+namespace {
+
+using Socket = boost::asio::generic::stream_protocol::socket;
+
+class DrainingReadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    const boost::asio::generic::stream_protocol protocol(AF_UNIX, 0);
+    reader_.emplace(io_, protocol, fds[0]);
+    writer_.emplace(io_, protocol, fds[1]);
+  }
+
+  void send(const std::string& bytes) {
+    boost::asio::write(*writer_, boost::asio::buffer(bytes));
+  }
+
+  struct Result {
+    boost::system::error_code ec;
+    std::string bytes;
+  };
+
+  // Starts one read of at most `size` bytes and runs the loop; nullopt if the read did not
+  // complete within that time (it stays armed: run() again to see it complete).
+  std::optional<Result> readOnce(size_t size, std::chrono::milliseconds run_for) {
+    buffer_.fill(0);
+    result_.reset();
+    asyncDrainingRead(*reader_, boost::asio::buffer(buffer_.data(), size),
+                      [this](const boost::system::error_code& ec, size_t n) {
+                        result_ = Result{ec, std::string(buffer_.data(), n)};
+                      });
+    return run(run_for);
+  }
+  std::optional<Result> run(std::chrono::milliseconds run_for) {
+    io_.restart();
+    io_.run_for(run_for);
+    return result_;
+  }
+
+  boost::asio::io_context io_;
+  std::optional<Socket> reader_;
+  std::optional<Socket> writer_;
+  std::array<char, 256> buffer_{};
+  std::optional<Result> result_;
+};
+
+TEST_F(DrainingReadTest, WaitsForBytesThenDeliversThem) {
+  EXPECT_FALSE(readOnce(64, std::chrono::milliseconds(50)).has_value()) << "nothing was sent";
+  send("hello");
+  auto result = run(std::chrono::seconds(2));
+  ASSERT_TRUE(result.has_value());
+  EXPECT_FALSE(result->ec);
+  EXPECT_EQ(result->bytes, "hello");
+}
+
+TEST_F(DrainingReadTest, AFullBufferLetsTheNextReadTakeWhatIsQueued) {
+  // No new bytes arrive after the first read: if a full read were taken for a drained socket,
+  // the next reads would wait for an edge that never comes.
+  send("0123456789abcdefghij");
+  auto first = readOnce(8, std::chrono::seconds(2));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->bytes, "01234567");
+  auto second = readOnce(8, std::chrono::seconds(2));
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->bytes, "89abcdef");
+  auto third = readOnce(8, std::chrono::seconds(2));
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(third->bytes, "ghij");
+}
+
+TEST_F(DrainingReadTest, AShortReadWaitsForTheNextEdge) {
+  send("abc");
+  auto first = readOnce(64, std::chrono::seconds(2));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->bytes, "abc");
+  EXPECT_FALSE(readOnce(64, std::chrono::milliseconds(50)).has_value());
+  send("def");
+  auto second = run(std::chrono::seconds(2));
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->bytes, "def");
+}
+
+TEST_F(DrainingReadTest, EndOfStreamIsEof) {
+  writer_->close();
+  auto result = readOnce(64, std::chrono::seconds(2));
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->ec, boost::asio::error::eof);
+  EXPECT_TRUE(result->bytes.empty());
+}
+
+TEST_F(DrainingReadTest, CancelEndsAWaitingRead) {
+  std::optional<boost::system::error_code> seen;
+  asyncDrainingRead(*reader_, boost::asio::buffer(buffer_),
+                    [&](const boost::system::error_code& ec, size_t) { seen = ec; });
+  io_.run_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(seen.has_value());
+  reader_->cancel();
+  io_.restart();
+  io_.run_for(std::chrono::seconds(2));
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(*seen, boost::asio::error::operation_aborted);
+}
+
+TEST_F(DrainingReadTest, AResetIsAnError) {
+  // A peer that closes with bytes it never read resets the connection.
+  boost::asio::write(*reader_, boost::asio::buffer(std::string("unread")));
+  writer_->close();
+  auto result = readOnce(64, std::chrono::seconds(2));
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->ec, boost::asio::error::connection_reset);
+}
+
+}  // namespace
+}  // namespace wsgate::gateway
