@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "gateway/client_handshake.h"
+#include "gateway/nonblocking_socket.h"
 
 namespace wsgate::gateway {
 
@@ -39,7 +40,8 @@ void Listener::stop() {
 
 void Listener::accept() {
   // The peer's address comes with the accept: no getpeername() per connection.
-  acceptor_.async_accept(peer_, [this](const boost::system::error_code& ec, tcp::socket socket) {
+  asyncAcceptNonBlocking(acceptor_, peer_, [this](const boost::system::error_code& ec,
+                                                  tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
       // Typically EMFILE/ENFILE: back off so the loop does not spin, then try again.

@@ -14,6 +14,8 @@
 #include <span>
 #include <utility>
 
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
@@ -33,9 +35,17 @@ class Stream {
   // Async stream concept, for the HTTP handshake phase (Beast reads/writes through these).
   using executor_type = Socket::executor_type;
   executor_type get_executor() { return socket_.get_executor(); }
+  // Reads into the first buffer of `buffers` (read_some may read less than all of them); a
+  // short read leaves the socket marked drained, so the relay's first read waits without a
+  // recv that finds nothing.
   template <typename Buffers, typename Token>
   auto async_read_some(const Buffers& buffers, Token&& token) {
-    return socket_.async_read_some(buffers, std::forward<Token>(token));
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
+        [this](auto handler, const Buffers& sequence) {
+          asyncDrainingRead(socket_, *boost::asio::buffer_sequence_begin(sequence),
+                            std::move(handler));
+        },
+        token, buffers);
   }
   template <typename Buffers, typename Token>
   auto async_write_some(const Buffers& buffers, Token&& token) {

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "gateway/deadline.h"
+#include "gateway/nonblocking_socket.h"
 
 namespace wsgate::gateway {
 
@@ -26,7 +27,6 @@ TcpUpstream::TcpUpstream(WorkerContext& worker, const config::Cluster& cluster)
 
 asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
   UpstreamConnection result;
-  constexpr auto token = asio::as_tuple(asio::use_awaitable);
   for (size_t attempt = 0; attempt < endpoints_.size(); ++attempt) {
     const tcp::endpoint& endpoint = endpoints_[next_++ % endpoints_.size()];
     result.endpoint = cluster_.endpoints[(next_ - 1) % endpoints_.size()].text();
@@ -36,7 +36,7 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
       boost::system::error_code ignored;
       socket.close(ignored);
     });
-    auto [ec] = co_await socket.async_connect(endpoint, token);
+    auto ec = co_await connectNonBlocking(worker_.io, socket, endpoint);
     deadline.disarm();
     if (!deadline.expired()) {
       if (!ec) {
