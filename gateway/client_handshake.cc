@@ -268,8 +268,6 @@ asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_b
 asio::awaitable<void> serveClient(WorkerContext& worker, std::shared_ptr<const RoutingTable> table,
                                   size_t listener_index, asio::ip::tcp::socket socket,
                                   asio::ip::tcp::endpoint peer) {
-  error_code ec;
-  socket.set_option(asio::ip::tcp::no_delay(true), ec);
   Handshake handshake(worker, std::move(table), listener_index, std::move(socket),
                       peer.address().to_string());
   co_await handshake.run();

@@ -20,6 +20,9 @@ tcp::acceptor openAcceptor(asio::io_context& io, const tcp::endpoint& endpoint) 
   using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
   acceptor.set_option(ReusePort(true));
   if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true));
+  // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux clones the listener's
+  // TCP state): no setsockopt per connection.
+  acceptor.set_option(tcp::no_delay(true));
   acceptor.bind(endpoint);
   acceptor.listen(asio::socket_base::max_listen_connections);
   return acceptor;

@@ -1,5 +1,6 @@
 #include "gateway/stats.h"
 
+#include <algorithm>
 #include <array>
 
 namespace wsgate::gateway {
@@ -37,14 +38,27 @@ const std::array<MetricInfo, static_cast<size_t>(Metric::kCount)> kMetrics = {{
 
 const MetricInfo& metricInfo(Metric metric) { return kMetrics[static_cast<size_t>(metric)]; }
 
+int WorkerStats::KeyLess::compare(const Key& key, const KeyView& view) {
+  if (key.first != view.metric) return key.first < view.metric ? -1 : 1;
+  auto a = key.second.begin();
+  auto b = view.labels.begin();
+  for (; a != key.second.end() && b != view.labels.end(); ++a, ++b) {
+    if (const int c = std::string_view(*a).compare(*b); c != 0) return c;
+  }
+  if (a == key.second.end()) return b == view.labels.end() ? 0 : -1;
+  return 1;
+}
+
 Cell& WorkerStats::cell(Metric metric, std::initializer_list<std::string_view> labels) {
+  const KeyView view{metric, labels};
+  // Only this worker's thread inserts, so its own lookups need no lock; the collector's reads
+  // are shut out only while a new cell goes in.
+  if (auto it = cells_.find(view); it != cells_.end()) return *it->second;
   Key key{metric, {}};
   key.second.reserve(labels.size());
   for (std::string_view label : labels) key.second.emplace_back(label);
   std::lock_guard lock(mutex_);
-  auto& slot = cells_[std::move(key)];
-  if (!slot) slot = std::make_unique<Cell>();
-  return *slot;
+  return *cells_.emplace(std::move(key), std::make_unique<Cell>()).first->second;
 }
 
 const std::array<FlowCells, 2>& WorkerStats::routeCells(const std::string& route) {

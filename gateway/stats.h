@@ -86,8 +86,20 @@ class WorkerStats {
   }
 
  private:
+  // A key to look up without building a Key: finding an existing cell allocates nothing.
+  struct KeyView {
+    Metric metric;
+    std::initializer_list<std::string_view> labels;
+  };
+  struct KeyLess {
+    using is_transparent = void;
+    bool operator()(const Key& a, const Key& b) const { return a < b; }
+    bool operator()(const Key& a, const KeyView& b) const { return compare(a, b) < 0; }
+    bool operator()(const KeyView& a, const Key& b) const { return compare(b, a) > 0; }
+    static int compare(const Key& key, const KeyView& view);  // in Key's own order
+  };
   mutable std::mutex mutex_;
-  std::map<Key, std::unique_ptr<Cell>> cells_;
+  std::map<Key, std::unique_ptr<Cell>, KeyLess> cells_;
   std::unordered_map<std::string, std::array<FlowCells, 2>> route_cells_;  // worker thread only
 };
 

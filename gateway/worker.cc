@@ -1,16 +1,35 @@
 #include "gateway/worker.h"
 
-#include <boost/asio/post.hpp>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <spdlog/spdlog.h>
 
 namespace wsgate::gateway {
 
+namespace {
+
+int makeStopSignal() {
+  const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) {
+    throw boost::system::system_error(errno, boost::system::system_category(),
+                                      "eventfd for stopping a worker");
+  }
+  return fd;
+}
+
+}  // namespace
+
 Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config)
-    // One thread per io_context: Asio may skip its reactor locking.
+    // One thread per io_context, never touched from another: Asio runs it without locks.
     : buffers_(stats_, kMaxLentBuffers, kMaxCachedBuffers),
       read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
-      io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+      io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE),
       sweep_timer_(io_),
+      stop_signal_(io_, makeStopSignal()),
       context_{io_, stats_, buffers_, {read_buffer_.get(), kReadBufferSize}, index},
       table_(std::make_shared<RoutingTable>(context_, std::move(config))) {}
 
@@ -24,6 +43,12 @@ void Worker::addListener(size_t listener_index, boost::asio::ip::tcp::acceptor a
 void Worker::start() {
   for (auto& listener : listeners_) listener->start();
   sweepBuffersLater();
+  stop_signal_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                          [this](const boost::system::error_code&) {
+                            for (auto& listener : listeners_) listener->stop();
+                            sweep_timer_.cancel();
+                            io_.stop();
+                          });
   thread_ = std::thread([this] {
     try {
       io_.run();
@@ -45,11 +70,12 @@ void Worker::sweepBuffersLater() {
 
 void Worker::stop() {
   if (!thread_.joinable()) return;
-  boost::asio::post(io_, [this] {
-    for (auto& listener : listeners_) listener->stop();
-    sweep_timer_.cancel();
-    io_.stop();
-  });
+  const uint64_t one = 1;
+  if (::write(stop_signal_.native_handle(), &one, sizeof one) != sizeof one) {
+    spdlog::critical("worker {}: cannot signal it to stop: {}", context_.index,
+                     std::strerror(errno));
+    std::abort();
+  }
   thread_.join();
 }
 

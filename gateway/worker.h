@@ -10,6 +10,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "config/config.h"
@@ -51,6 +52,9 @@ class Worker {
   std::unique_ptr<uint8_t[]> read_buffer_;
   boost::asio::io_context io_;
   boost::asio::steady_timer sweep_timer_;
+  // stop() writes here from another thread: the io_context itself is never touched from outside
+  // its thread, so it runs without locks.
+  boost::asio::posix::stream_descriptor stop_signal_;
   WorkerContext context_;
   std::shared_ptr<const RoutingTable> table_;
   std::vector<std::unique_ptr<Listener>> listeners_;
