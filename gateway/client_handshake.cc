@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
@@ -11,6 +12,7 @@
 #include "gateway/connection_record.h"
 #include "gateway/deadline.h"
 #include "gateway/handshake.h"
+#include "gateway/http_head.h"
 #include "gateway/session.h"
 
 namespace wsgate::gateway {
@@ -142,14 +144,14 @@ asio::awaitable<void> Handshake::run() {
     co_return co_await reject(502, "upstream unavailable", "upstream_unavailable");
   }
   Stream& upstream = *connection.stream;
-  http::request<http::empty_body> forwarded(makeUpstreamRequest(request, client_ip_, "http"));
+  const std::string forwarded = headBytes(makeUpstreamRequest(request, client_ip_, "http"));
   beast::flat_buffer upstream_buffer(kMaxUpstreamHead + kMaxUpstreamBody);
   http::response_parser<http::string_body> response_parser;
   response_parser.header_limit(kMaxUpstreamHead);
   response_parser.body_limit(kMaxUpstreamBody);
   // One deadline for the whole exchange: the backend must answer within response_timeout.
   deadline_.arm(cluster->response_timeout, [&upstream] { upstream.cancel(); });
-  auto [write_ec, written] = co_await http::async_write(upstream, forwarded, kToken);
+  auto [write_ec, written] = co_await asio::async_write(upstream, asio::buffer(forwarded), kToken);
   error_code exchange_ec = write_ec;
   if (!exchange_ec) {
     auto [answer_ec, answer_size] =
@@ -180,9 +182,9 @@ asio::awaitable<void> Handshake::run() {
   }
 
   // 6. Answer the client with the backend's 101, then relay.
-  http::response<http::empty_body> switching(std::move(response_parser.get().base()));
+  const std::string switching = headBytes(response_parser.get().base());
   deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
-  auto [answer_ec, answer_size] = co_await http::async_write(client_, switching, kToken);
+  auto [answer_ec, answer_size] = co_await asio::async_write(client_, asio::buffer(switching), kToken);
   deadline_.disarm();
   if (answer_ec) co_return;
 
