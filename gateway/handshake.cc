@@ -229,11 +229,17 @@ std::variant<UpstreamAgreement, HttpRejection> validateUpstreamResponse(
 }
 
 std::string computeAccept(std::string_view key) {
-  std::string input(key);
-  input += kGuid;
+  // Fetched once: EVP_sha1() makes every digest look the algorithm up in the providers again.
+  static EVP_MD* const sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  EVP_MD_CTX* context = EVP_MD_CTX_new();
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned int digest_size = 0;
-  EVP_Digest(input.data(), input.size(), digest.data(), &digest_size, EVP_sha1(), nullptr);
+  const bool ok = context && sha1 && EVP_DigestInit_ex(context, sha1, nullptr) == 1 &&
+                  EVP_DigestUpdate(context, key.data(), key.size()) == 1 &&
+                  EVP_DigestUpdate(context, kGuid.data(), kGuid.size()) == 1 &&
+                  EVP_DigestFinal_ex(context, digest.data(), &digest_size) == 1;
+  EVP_MD_CTX_free(context);
+  if (!ok) return {};  // never equals a real accept value: the handshake fails closed
   std::array<unsigned char, 64> encoded{};
   const int n = EVP_EncodeBlock(encoded.data(), digest.data(), static_cast<int>(digest_size));
   return std::string(reinterpret_cast<const char*>(encoded.data()), static_cast<size_t>(n));
