@@ -429,16 +429,24 @@ void Session::armIdleTimer() {
   });
 }
 
+// A leg whose closing handshake is complete (its close received, ours or the forwarded one fully
+// written) is closed at once, without waiting for the other leg's: a backend is not held open
+// while a client takes its time to answer a gateway close.
 void Session::maybeFinish() {
   if (finished_) return;
+  bool all_done = true;
   for (int leg = 0; leg < 2; ++leg) {
-    const LegState& state = leg_state_[leg];
+    LegState& state = leg_state_[leg];
     if (state.lost) continue;
     const Flow& into = flows_[1 - leg];
-    if (!state.close_received || !state.close_queued) return;
-    if (into.pending_size != 0 || into.inject) return;
+    if (!state.close_received || !state.close_queued || into.pending_size != 0 || into.inject) {
+      all_done = false;
+      continue;
+    }
+    state.lost = true;  // nothing more is read from or written to it
+    legs_[leg].close();
   }
-  finish("closed");
+  if (all_done) finish("closed");
 }
 
 void Session::finish(std::string_view why) {

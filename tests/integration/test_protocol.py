@@ -233,3 +233,27 @@ def test_oversized_frame_is_refused_from_its_header_alone(start_gateway, backend
     c.close()  # a reply would be read as payload of the refused frame: just leave
     assert wait_for(lambda: record["close_codes"])
     assert record["close_codes"][0][0] == 1001
+
+
+def test_backend_leg_ends_as_soon_as_its_close_exchange_is_done(start_gateway, backends):
+    """After a gateway close (1009 to the client, 1001 to the backend) the backend's connection
+    ends once the backend has answered, not when the client finally answers or close_timeout
+    (5 s) passes."""
+    port, record = backends.echo()
+    gw = start_gateway(app_config([port], filters=[SIZE_LIMIT]))
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+    c.send(encode_frame(BINARY, b"b" * 2000))
+    assert c.read_close()[0] == 1009
+    started = time.monotonic()
+    # The client does not answer yet; the backend's side completes on its own.
+    assert wait_for(lambda: record["close_codes"], timeout=3), \
+        "the backend's connection waited for the client's close"
+    assert record["close_codes"][0][0] == 1001
+    assert time.monotonic() - started < 2
+    assert gw.metric("wsgate_connections_active", listener="public") == 1, \
+        "the client's leg is still waiting for its answer"
+    c.send(encode_frame(CLOSE, close_payload(1009)))
+    assert c.wait_end(5) in ("fin", "reset")
+    assert gw.wait_metric("wsgate_connections_total", 1, listener="public",
+                          outcome="relayed") == 1
