@@ -5,6 +5,7 @@
 #include <cctype>
 #include <vector>
 
+#include <boost/beast/core/string.hpp>
 #include <openssl/evp.h>
 
 namespace wsgate::gateway {
@@ -19,12 +20,8 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
+// ASCII case folding (HTTP tokens are ASCII), without a locale lookup per character.
+bool iequals(std::string_view a, std::string_view b) { return boost::beast::iequals(a, b); }
 
 // Calls `visit(token)` for each comma-separated, trimmed, non-empty element.
 template <typename Visit>

@@ -3,16 +3,15 @@
 #include <algorithm>
 #include <cctype>
 
+#include <boost/beast/core/string.hpp>
+
 namespace wsgate::gateway {
 
 namespace {
 
 // Both sides folded: the loader lower-cases match.host, but a Config built in code need not.
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
+  return boost::beast::iequals(a, b);  // ASCII folding, no locale lookup per character
 }
 
 // Host header without its port: "a.example.com:8080" → "a.example.com", "[::1]:80" → "[::1]".
