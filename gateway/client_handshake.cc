@@ -144,7 +144,7 @@ asio::awaitable<void> Handshake::run() {
     co_return co_await reject(502, "upstream unavailable", "upstream_unavailable");
   }
   Stream& upstream = *connection.stream;
-  const std::string forwarded = headBytes(makeUpstreamRequest(request, client_ip_, "http"));
+  const std::string forwarded = upstreamRequestHead(request, client_ip_, "http");
   beast::flat_buffer upstream_buffer(kMaxUpstreamHead + kMaxUpstreamBody);
   http::response_parser<http::string_body> response_parser;
   response_parser.header_limit(kMaxUpstreamHead);

@@ -8,6 +8,8 @@
 #include <boost/beast/core/string.hpp>
 #include <openssl/evp.h>
 
+#include "gateway/http_head.h"
+
 namespace wsgate::gateway {
 
 namespace {
@@ -134,14 +136,36 @@ std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
   return upgrade_request;
 }
 
-http::request_header<> makeUpstreamRequest(const http::request_header<>& client_request,
-                                           std::string_view client_ip, std::string_view proto) {
+namespace {
+
+// Calls `visit(name, value)` for every field of the request forwarded upstream, in order.
+template <typename Visit>
+void forEachForwardedField(const http::request_header<>& client_request,
+                           std::string_view client_ip, std::string_view proto, Visit&& visit) {
   // Hop-by-hop: RFC 9110 §7.6.1, plus whatever the client's Connection header names.
   static constexpr std::array<std::string_view, 6> kHopByHop = {
       "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"};
-  std::vector<std::string_view> named;
-  forEachHeaderToken(client_request, http::field::connection,
-                     [&](std::string_view t) { named.push_back(t); });
+  std::array<std::string_view, 16> named_storage;
+  size_t named_count = 0;
+  bool named_overflow = false;
+  forEachHeaderToken(client_request, http::field::connection, [&](std::string_view t) {
+    if (named_count < named_storage.size()) {
+      named_storage[named_count++] = t;
+    } else {
+      named_overflow = true;
+    }
+  });
+  auto named = [&](std::string_view name) {
+    for (size_t i = 0; i < named_count; ++i) {
+      if (iequals(name, named_storage[i])) return true;
+    }
+    if (!named_overflow) return false;
+    // More than 16 tokens: look through the header again rather than keep them all.
+    bool found = false;
+    forEachHeaderToken(client_request, http::field::connection,
+                       [&](std::string_view t) { found = found || iequals(name, t); });
+    return found;
+  };
   auto dropped = [&](std::string_view name) {
     for (std::string_view h : kHopByHop) {
       if (iequals(name, h)) return true;
@@ -152,15 +176,8 @@ http::request_header<> makeUpstreamRequest(const http::request_header<>& client_
     // The backend cannot complete the handshake without Host and Sec-WebSocket-*, so a client
     // naming them in Connection must not be able to strip them.
     if (iequals(name, "host") || startsWithIgnoreCase(name, "sec-websocket-")) return false;
-    for (std::string_view h : named) {
-      if (iequals(name, h)) return true;
-    }
-    return false;
+    return named(name);
   };
-  http::request_header<> out;
-  out.method(client_request.method());
-  out.target(client_request.target());
-  out.version(11);
   std::string forwarded_for;
   for (const auto& field : client_request) {
     const std::string_view name = field.name_string();
@@ -170,14 +187,39 @@ http::request_header<> makeUpstreamRequest(const http::request_header<>& client_
       if (!value.empty()) forwarded_for.append(forwarded_for.empty() ? "" : ", ").append(value);
       continue;
     }
-    out.insert(name, field.value());
+    visit(name, field.value());
   }
   forwarded_for.append(forwarded_for.empty() ? "" : ", ").append(client_ip);
-  out.set(http::field::connection, "Upgrade");
-  out.set(http::field::upgrade, "websocket");
-  out.set("X-Forwarded-For", forwarded_for);
-  out.set("X-Forwarded-Proto", proto);
+  visit("Connection", "Upgrade");
+  visit("Upgrade", "websocket");
+  visit("X-Forwarded-For", forwarded_for);
+  visit("X-Forwarded-Proto", proto);
+}
+
+}  // namespace
+
+http::request_header<> makeUpstreamRequest(const http::request_header<>& client_request,
+                                           std::string_view client_ip, std::string_view proto) {
+  http::request_header<> out;
+  out.method(client_request.method());
+  out.target(client_request.target());
+  out.version(11);
+  forEachForwardedField(client_request, client_ip, proto,
+                        [&](std::string_view name, std::string_view value) {
+                          out.insert(name, value);
+                        });
   return out;
+}
+
+std::string upstreamRequestHead(const http::request_header<>& client_request,
+                                std::string_view client_ip, std::string_view proto) {
+  HeadWriter head;
+  head.requestLine(client_request.method_string(), client_request.target(), 11);
+  forEachForwardedField(client_request, client_ip, proto,
+                        [&](std::string_view name, std::string_view value) {
+                          head.field(name, value);
+                        });
+  return head.finish();
 }
 
 std::variant<UpstreamAgreement, HttpRejection> validateUpstreamResponse(

@@ -43,6 +43,10 @@ std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
 http::request_header<> makeUpstreamRequest(const http::request_header<>& client_request,
                                            std::string_view client_ip, std::string_view proto);
 
+// The same request as wire bytes (see http_head.h), built without an intermediate header.
+std::string upstreamRequestHead(const http::request_header<>& client_request,
+                                std::string_view client_ip, std::string_view proto);
+
 // What the backend's 101 agreed to.
 struct UpstreamAgreement {
   bool permessage_deflate = false;  // RSV1 allowed on data frames

@@ -1,18 +1,34 @@
-// A parsed HTTP head written back as wire bytes in one contiguous buffer: the forwarded upgrade
-// request and the backend's 101 go out with one send each (Beast's serializer hands the kernel
-// a scatter list of every field's pieces through a stack of composed operations).
+// HTTP heads written as wire bytes in one contiguous buffer: the forwarded upgrade request and
+// the backend's 101 go out with one send each (Beast's serializer hands the kernel a scatter
+// list of every field's pieces through a stack of composed operations).
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <boost/beast/http/message.hpp>
 
 namespace wsgate::gateway {
 
-// "METHOD target HTTP/1.1\r\n", then every field as "Name: value\r\n", then "\r\n".
+// Appends a head line by line; finish() adds the blank line and hands the bytes over.
+class HeadWriter {
+ public:
+  HeadWriter() { out_.reserve(512); }
+  // "METHOD target HTTP/1.x"
+  void requestLine(std::string_view method, std::string_view target, unsigned version);
+  // "HTTP/1.x code reason"
+  void statusLine(unsigned version, unsigned code, std::string_view reason);
+  // "Name: value"
+  void field(std::string_view name, std::string_view value);
+  std::string finish();
+
+ private:
+  std::string out_;
+};
+
+// A parsed request head as wire bytes: its request line, then every field in order.
 std::string headBytes(const boost::beast::http::request_header<>& request);
-// "HTTP/1.1 code reason\r\n" (the reason the message carries, else the standard one), then the
-// fields as above.
+// A parsed response head as wire bytes; the reason it carries, else the standard one.
 std::string headBytes(const boost::beast::http::response_header<>& response);
 
 }  // namespace wsgate::gateway

@@ -7,6 +7,8 @@
 #include <boost/beast/http/parser.hpp>
 #include <gtest/gtest.h>
 
+#include "gateway/http_head.h"
+
 namespace wsgate::gateway {
 namespace {
 
@@ -357,6 +359,39 @@ TEST(ErrorResponse, SaysConnectionCloseToHttp10ClientsToo) {
   auto r = makeErrorResponse(400, "bad", 10);
   EXPECT_EQ(r.version(), 10u);
   EXPECT_EQ(r[http::field::connection], "close");
+}
+
+}  // namespace
+}  // namespace wsgate::gateway
+
+namespace wsgate::gateway {
+namespace {
+
+TEST(UpstreamRequestHead, IsTheForwardedRequestAsWireBytes) {
+  auto r = validRequest();
+  r.set(http::field::connection, "keep-alive, Upgrade, X-Private");
+  r.set("X-Private", "secret");
+  r.set("X-Forwarded-For", "203.0.113.7");
+  r.set(http::field::origin, "https://chat.example.com");
+  const std::string head = upstreamRequestHead(r, "10.1.2.3", "http");
+  EXPECT_EQ(head, headBytes(makeUpstreamRequest(r, "10.1.2.3", "http")));
+  EXPECT_TRUE(head.starts_with("GET /chat HTTP/1.1\r\n"));
+  EXPECT_EQ(head.find("X-Private"), std::string::npos);
+  EXPECT_NE(head.find("\r\nX-Forwarded-For: 203.0.113.7, 10.1.2.3\r\n"), std::string::npos);
+  EXPECT_TRUE(head.ends_with("X-Forwarded-Proto: http\r\n\r\n"));
+}
+
+TEST(UpstreamRequestHead, HonoursEveryTokenOfALongConnectionHeader) {
+  auto r = validRequest();
+  std::string connection = "Upgrade";
+  for (int i = 0; i < 20; ++i) connection += ", X-Hop-" + std::to_string(i);
+  r.set(http::field::connection, connection);
+  for (int i = 0; i < 20; ++i) r.set("X-Hop-" + std::to_string(i), "v");
+  r.set("X-Kept", "yes");
+  const std::string head = upstreamRequestHead(r, "10.1.2.3", "http");
+  EXPECT_EQ(head.find("X-Hop-"), std::string::npos) << "token 17 and later are dropped too";
+  EXPECT_NE(head.find("X-Kept: yes"), std::string::npos);
+  EXPECT_EQ(head, headBytes(makeUpstreamRequest(r, "10.1.2.3", "http")));
 }
 
 }  // namespace
