@@ -30,6 +30,16 @@ constexpr auto kResponseWriteTimeout = std::chrono::seconds(5);
 constexpr auto kLingerTimeout = std::chrono::seconds(2);
 constexpr size_t kLingerBytes = 256 * 1024;
 
+// Writes what the socket takes at once (a head on a fresh connection nearly always fits), so
+// the usual case needs no asynchronous write and no deadline; returns the bytes written, with
+// `ec` set only on a real error.
+size_t writeNow(Stream& stream, std::string_view bytes, error_code& ec) {
+  const asio::const_buffer buffer(bytes.data(), bytes.size());
+  const size_t written = stream.writeSome({&buffer, 1}, ec);
+  if (ec == asio::error::would_block) ec = {};
+  return written;
+}
+
 class RequestView final : public filters::HandshakeRequest {
  public:
   RequestView(const http::request_header<>& request, std::string_view client,
@@ -151,8 +161,13 @@ asio::awaitable<void> Handshake::run() {
   response_parser.body_limit(kMaxUpstreamBody);
   // One deadline for the whole exchange: the backend must answer within response_timeout.
   deadline_.arm(cluster->response_timeout, [&upstream] { upstream.cancel(); });
-  auto [write_ec, written] = co_await asio::async_write(upstream, asio::buffer(forwarded), kToken);
-  error_code exchange_ec = write_ec;
+  error_code exchange_ec;
+  const size_t sent = writeNow(upstream, forwarded, exchange_ec);
+  if (!exchange_ec && sent < forwarded.size()) {
+    auto [write_ec, written] =
+        co_await asio::async_write(upstream, asio::buffer(forwarded) + sent, kToken);
+    exchange_ec = write_ec;
+  }
   if (!exchange_ec) {
     auto [answer_ec, answer_size] =
         co_await http::async_read_header(upstream, upstream_buffer, response_parser, kToken);
@@ -183,9 +198,15 @@ asio::awaitable<void> Handshake::run() {
 
   // 6. Answer the client with the backend's 101, then relay.
   const std::string switching = headBytes(response_parser.get().base());
-  deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
-  auto [answer_ec, answer_size] = co_await asio::async_write(client_, asio::buffer(switching), kToken);
-  deadline_.disarm();
+  error_code answer_ec;
+  const size_t answered = writeNow(client_, switching, answer_ec);
+  if (!answer_ec && answered < switching.size()) {
+    deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
+    auto [rest_ec, rest_size] =
+        co_await asio::async_write(client_, asio::buffer(switching) + answered, kToken);
+    deadline_.disarm();
+    answer_ec = rest_ec;
+  }
   if (answer_ec) co_return;
 
   SessionSetup setup;
