@@ -2,15 +2,21 @@
 //
 // Asio 1.26 (Boost 1.81) marks a socket read "exhausted" only at end of stream, so after every
 // read it keeps the descriptor flagged as possibly readable and the next async_read_some first
-// tries a recv that finds nothing: one wasted system call per wake-up of every relay flow. This
-// read reports `done_and_exhausted` when it returns less than its buffer, so the next read
-// waits for epoll's edge instead (a stream socket returns less than asked only when its queue is
-// empty). A full buffer still lets the next read be tried at once.
+// tries a recv that finds nothing: one wasted system call per wake-up of every relay flow. A
+// short read alone does not prove the socket drained: a FIN that came with the data is still
+// pending, and with edge-triggered epoll no new event would announce it. So the read asks the
+// kernel: with TCP_INQ enabled on the socket (listener.cc, nonblocking_socket.h), recvmsg
+// reports the bytes left after the read, and non-zero once a FIN is pending. Only "0 left"
+// marks the socket drained; then the next read waits for epoll's edge instead. Sockets without
+// that report (no TCP_INQ, Unix sockets) keep Asio's behaviour.
 #pragma once
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include <boost/asio/buffer.hpp>
@@ -20,18 +26,38 @@
 
 namespace wsgate::gateway {
 
+#ifndef TCP_INQ
+#define TCP_INQ 36
+#endif
+#ifndef TCP_CM_INQ
+#define TCP_CM_INQ TCP_INQ
+#endif
+
 // Reads into `buffer` once the socket has bytes: `handler(error_code, size_t)`, eof at end of
 // stream. Like socket.async_read_some, at most one outstanding per socket.
 template <typename Socket, typename Handler>
 void asyncDrainingRead(Socket& socket, boost::asio::mutable_buffer buffer, Handler handler) {
   auto perform = [buffer](reactor::socket_type fd, boost::system::error_code& ec,
                           size_t& transferred) {
+    iovec iov{buffer.data(), buffer.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
     for (;;) {
-      const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), 0);
+      message.msg_control = control;
+      message.msg_controllen = sizeof control;
+      const ssize_t n = ::recvmsg(fd, &message, 0);
       if (n > 0) {
         transferred = static_cast<size_t>(n);
-        return transferred < buffer.size() ? reactor::Status::done_and_exhausted
-                                           : reactor::Status::done;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
+          if (c->cmsg_level == IPPROTO_TCP && c->cmsg_type == TCP_CM_INQ) {
+            int left = 0;
+            std::memcpy(&left, CMSG_DATA(c), sizeof left);
+            if (left == 0) return reactor::Status::done_and_exhausted;
+          }
+        }
+        return reactor::Status::done;
       }
       if (n == 0) {
         if (buffer.size() == 0) return reactor::Status::done;  // nothing asked, nothing known
@@ -45,6 +71,14 @@ void asyncDrainingRead(Socket& socket, boost::asio::mutable_buffer buffer, Handl
     }
   };
   reactor::startRead(socket, std::move(perform), std::move(handler));
+}
+
+// Asks the kernel to report, with every read, how many bytes are left (see above); false on a
+// kernel without TCP_INQ (reads then keep Asio's behaviour). Accepted sockets inherit it from
+// their listening socket.
+inline bool reportBytesLeft(int fd) {
+  const int on = 1;
+  return ::setsockopt(fd, IPPROTO_TCP, TCP_INQ, &on, sizeof on) == 0;
 }
 
 }  // namespace wsgate::gateway

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "gateway/client_handshake.h"
+#include "gateway/draining_read.h"
 #include "gateway/nonblocking_socket.h"
 
 namespace wsgate::gateway {
@@ -23,6 +24,10 @@ tcp::acceptor openAcceptor(asio::io_context& io, const tcp::endpoint& endpoint) 
   // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux clones the listener's
   // TCP state): no setsockopt per connection.
   acceptor.set_option(tcp::no_delay(true));
+  // Inherited the same way: reads learn whether they drained the socket (draining_read.h).
+  if (!reportBytesLeft(acceptor.native_handle())) {
+    spdlog::debug("TCP_INQ unavailable: relay reads use one more recv per wake-up");
+  }
   acceptor.bind(endpoint);
   acceptor.listen(asio::socket_base::max_listen_connections);
   return acceptor;

@@ -17,6 +17,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "gateway/draining_read.h"
 #include "gateway/reactor_op.h"
 
 namespace wsgate::gateway {
@@ -86,6 +87,7 @@ inline boost::asio::awaitable<boost::system::error_code> connectNonBlocking(
   boost::system::error_code ec;
   socket = adoptSocket(io, endpoint.protocol(), fd, ec);
   if (ec) co_return ec;
+  reportBytesLeft(fd);  // without it reads keep Asio's behaviour: one more recv, still correct
   // Nothing can arrive before the request is sent: the first read waits for epoll.
   reactor::markDrained(socket);
   if (::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0) co_return ec;

@@ -430,8 +430,9 @@ void Session::armIdleTimer() {
 }
 
 // A leg whose closing handshake is complete (its close received, ours or the forwarded one fully
-// written) is closed at once, without waiting for the other leg's: a backend is not held open
-// while a client takes its time to answer a gateway close.
+// written) is closed without waiting for the other leg's: a backend is not held open while a
+// client takes its time to answer a gateway close. The client leg is closed at once (the
+// gateway is its server); the upstream leg once the backend has closed its side.
 void Session::maybeFinish() {
   if (finished_) return;
   bool all_done = true;
@@ -439,14 +440,36 @@ void Session::maybeFinish() {
     LegState& state = leg_state_[leg];
     if (state.lost) continue;
     const Flow& into = flows_[1 - leg];
+    all_done = false;
     if (!state.close_received || !state.close_queued || into.pending_size != 0 || into.inject) {
-      all_done = false;
+      continue;
+    }
+    if (leg == kUpstream && !state.eof) {
+      awaitEof(leg);
       continue;
     }
     state.lost = true;  // nothing more is read from or written to it
     legs_[leg].close();
   }
-  if (all_done) finish("closed");
+  if (all_done || (leg_state_[kClient].lost && leg_state_[kUpstream].lost)) finish("closed");
+}
+
+void Session::awaitEof(int leg) {
+  Flow& flow = flows_[leg];
+  if (flow.waiting_read) return;
+  flow.waiting_read = true;
+  legs_[leg].asyncReadSome(boost::asio::buffer(flow.landing),
+                           [self = shared_from_this(), leg](const error_code& ec, size_t) {
+                             self->onEofWait(leg, ec);
+                           });
+}
+
+void Session::onEofWait(int leg, const error_code& ec) {
+  flows_[leg].waiting_read = false;
+  if (finished_ || leg_state_[leg].lost) return;
+  if (!ec) return awaitEof(leg);  // bytes after a close frame mean nothing: drop them
+  leg_state_[leg].eof = true;     // end of stream, or a reset: either way the peer is done
+  maybeFinish();
 }
 
 void Session::finish(std::string_view why) {

@@ -121,6 +121,7 @@ class Session : public std::enable_shared_from_this<Session>, private RelayBuffe
     bool close_received = false;  // the leg sent a close frame
     bool close_queued = false;    // a close toward the leg was forwarded or queued
     bool lost = false;            // the leg's connection ended or failed
+    bool eof = false;             // the leg's peer closed its side of the connection
   };
 
 
@@ -159,6 +160,10 @@ class Session : public std::enable_shared_from_this<Session>, private RelayBuffe
   void startCloseTimer();
   void armIdleTimer();
   void maybeFinish();
+  // After its closing handshake, waits for the backend to close the TCP connection first (RFC
+  // 6455 §7.1.1: the server closes first and keeps TIME_WAIT); bounded by the close timer.
+  void awaitEof(int leg);
+  void onEofWait(int leg, const boost::system::error_code& ec);
   void finish(std::string_view why);
 
   static std::string_view legName(int leg) { return leg == kClient ? "client" : "upstream"; }

@@ -443,3 +443,19 @@ def test_busy_session_borrows_a_read_buffer_and_gives_it_back_when_quiet(start_g
     assert c.read_close()[0] == 1000
     c.wait_end(5)
     assert wait_for(lambda: gw.metric("wsgate_relay_buffer_bytes") == 0, timeout=5)
+
+
+def test_backend_that_sends_and_hangs_up_at_once_gets_client_the_message_and_a_close(
+        start_gateway, backends):
+    """A frame and the FIN behind it arrive together: the gateway relays the frame and still
+    sees the end of the stream (a short read must not hide the pending FIN)."""
+    last = encode_frame(TEXT, "last words", mask=False)
+    port, _ = backends.hand_made(then=last, after_seconds=0)
+    gw = start_gateway(app_config([port]))
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+    assert c.read_message(timeout=5)[1] == b"last words"
+    started = time.monotonic()
+    code, _ = c.read_close(timeout=5)
+    assert code == 1001
+    assert time.monotonic() - started < 2

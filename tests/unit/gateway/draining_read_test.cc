@@ -9,8 +9,11 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <thread>
+#include <utility>
 
 #include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/write.hpp>
 
@@ -126,6 +129,80 @@ TEST_F(DrainingReadTest, AResetIsAnError) {
   auto result = readOnce(64, std::chrono::seconds(2));
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->ec, boost::asio::error::connection_reset);
+}
+
+}  // namespace
+}  // namespace wsgate::gateway
+
+namespace wsgate::gateway {
+namespace {
+
+// Over TCP with TCP_INQ, as the relay runs: a short read marks the socket drained only when
+// nothing, not even a FIN, is left.
+class DrainingTcpReadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    using boost::asio::ip::tcp;
+    tcp::acceptor acceptor(io_, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    ASSERT_TRUE(reportBytesLeft(acceptor.native_handle()));
+    writer_.emplace(io_);
+    writer_->connect(acceptor.local_endpoint());
+    reader_.emplace(acceptor.accept());
+  }
+
+  std::optional<std::pair<boost::system::error_code, std::string>> readOnce(
+      std::chrono::milliseconds run_for) {
+    std::optional<std::pair<boost::system::error_code, std::string>> result;
+    asyncDrainingRead(*reader_, boost::asio::buffer(buffer_),
+                      [&](const boost::system::error_code& ec, size_t n) {
+                        result.emplace(ec, std::string(buffer_.data(), n));
+                      });
+    io_.restart();
+    io_.run_for(run_for);
+    if (!result) {
+      reader_->cancel();  // the handler refers to `result`: end the read before returning
+      io_.restart();
+      io_.run_for(std::chrono::seconds(1));
+      result.reset();
+    }
+    return result;
+  }
+
+  boost::asio::io_context io_;
+  std::optional<boost::asio::ip::tcp::socket> reader_;
+  std::optional<boost::asio::ip::tcp::socket> writer_;
+  std::array<char, 256> buffer_{};
+};
+
+TEST_F(DrainingTcpReadTest, DataAndFinTogetherStillEndInEof) {
+  boost::asio::write(*writer_, boost::asio::buffer(std::string("last words")));
+  writer_->shutdown(boost::asio::socket_base::shutdown_send);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // both queued before the read
+  auto data = readOnce(std::chrono::seconds(2));
+  ASSERT_TRUE(data.has_value());
+  EXPECT_EQ(data->second, "last words");
+  auto end = readOnce(std::chrono::seconds(2));
+  ASSERT_TRUE(end.has_value()) << "the pending FIN was not read: a short read hid it";
+  EXPECT_EQ(end->first, boost::asio::error::eof);
+}
+
+TEST_F(DrainingTcpReadTest, DrainedSocketWaitsForTheNextBytes) {
+  boost::asio::write(*writer_, boost::asio::buffer(std::string("one")));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto first = readOnce(std::chrono::seconds(2));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->second, "one");
+  EXPECT_FALSE(readOnce(std::chrono::milliseconds(50)).has_value());
+  std::optional<std::string> second;
+  asyncDrainingRead(*reader_, boost::asio::buffer(buffer_),
+                    [&](const boost::system::error_code&, size_t n) {
+                      second.emplace(buffer_.data(), n);
+                    });
+  boost::asio::write(*writer_, boost::asio::buffer(std::string("two")));
+  io_.restart();
+  io_.run_for(std::chrono::seconds(2));
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(*second, "two");
 }
 
 }  // namespace
