@@ -68,8 +68,8 @@ void Session::resumeRead(int f) {
   armRead(f);
 }
 
-// Asio performs the read at once when the socket was last seen with bytes left (a read that
-// filled its buffer), and otherwise waits for epoll's edge without re-arming the descriptor.
+// The read is tried at once unless the last one drained the socket (draining_read.h); then it
+// waits for epoll's edge without re-arming the descriptor.
 void Session::armRead(int f) {
   Flow& flow = flows_[f];
   flow.waiting_read = true;
@@ -96,7 +96,7 @@ void Session::onLanded(int f, const error_code& ec, size_t n) {
     flow.quiet_reads = n <= kLandingSize ? flow.quiet_reads + 1 : 0;
     if (flow.quiet_reads >= kQuietReadsToReturn) returnLent(flow);
   } else if (n < kLandingSize) {
-    consume(f, flow.landing.data(), n);  // the socket is drained: one recv for this wake-up
+    consume(f, flow.landing.data(), n);  // it all fit the slot: one read for this wake-up
   } else {
     error_code more_ec;
     const std::span<const uint8_t> data = drainBehindLanding(f, n, more_ec);

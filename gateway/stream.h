@@ -1,7 +1,9 @@
-// One side of a session: a connected byte stream used reactively (wait until readable, then a
-// non-blocking read into the worker's buffer), so an idle stream holds no I/O buffer. Plain TCP
-// and Unix sockets today; TLS plugs in here (wait/read/write become SSL-aware) without changing
-// the session. Not thread-safe: a stream lives on its worker's thread.
+// One side of a session: a connected byte stream. The relay waits with a read into a buffer the
+// session owns only while it is small or busy (a landing slot, a lent buffer), drains the rest
+// with non-blocking reads and writes straight to the kernel, so an idle stream holds no I/O
+// buffer. Plain TCP and Unix sockets today; TLS plugs in here (reads and writes become
+// SSL-aware) without changing the session. Not thread-safe: a stream lives on its worker's
+// thread.
 #pragma once
 
 #include <sys/socket.h>
@@ -52,14 +54,9 @@ class Stream {
     return socket_.async_write_some(buffers, std::forward<Token>(token));
   }
 
-  // Relay phase. `handler(error_code)` runs once a read may make progress.
-  template <typename Handler>
-  void waitReadable(Handler&& handler) {
-    socket_.async_wait(Socket::wait_read, std::forward<Handler>(handler));
-  }
-  // Reads what is there, or waits for it: `handler(error_code, size_t)`. Tried at once only
-  // when the last read filled its buffer; otherwise waits for epoll's edge, with no system call
-  // (see draining_read.h).
+  // Relay phase. Reads what is there, or waits for it: `handler(error_code, size_t)`. Tried at
+  // once unless the last read drained the socket; then waits for epoll's edge, with no system
+  // call (see draining_read.h).
   template <typename Handler>
   void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
     asyncDrainingRead(socket_, buffer, std::forward<Handler>(handler));
@@ -109,7 +106,6 @@ class Stream {
     boost::system::error_code ignored;
     socket_.close(ignored);
   }
-  bool isOpen() const { return socket_.is_open(); }
   Socket& socket() { return socket_; }
 
  private:
