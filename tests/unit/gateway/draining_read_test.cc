@@ -75,8 +75,8 @@ TEST_F(DrainingReadTest, WaitsForBytesThenDeliversThem) {
 }
 
 TEST_F(DrainingReadTest, AFullBufferLetsTheNextReadTakeWhatIsQueued) {
-  // No new bytes arrive after the first read: if a full read were taken for a drained socket,
-  // the next reads would wait for an edge that never comes.
+  // No new bytes arrive after the first read: if a full read marked the socket drained, the
+  // next reads would wait for an edge that never comes.
   send("0123456789abcdefghij");
   auto first = readOnce(8, std::chrono::seconds(2));
   ASSERT_TRUE(first.has_value());
@@ -89,7 +89,9 @@ TEST_F(DrainingReadTest, AFullBufferLetsTheNextReadTakeWhatIsQueued) {
   EXPECT_EQ(third->bytes, "ghij");
 }
 
-TEST_F(DrainingReadTest, AShortReadWaitsForTheNextEdge) {
+// A Unix socket gives no TCP_INQ report, so reads keep Asio's behaviour: once the queue is
+// empty the next read (after one recv that finds nothing) waits for new bytes.
+TEST_F(DrainingReadTest, OnceTheQueueIsEmptyTheNextReadWaitsForNewBytes) {
   send("abc");
   auto first = readOnce(64, std::chrono::seconds(2));
   ASSERT_TRUE(first.has_value());
