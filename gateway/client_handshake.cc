@@ -24,6 +24,7 @@ using boost::system::error_code;
 namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
+constexpr size_t kFirstHeadRead = 4096;  // a browser's upgrade request is well under this
 constexpr size_t kMaxUpstreamHead = 16 * 1024;
 constexpr size_t kMaxUpstreamBody = 64 * 1024;  // a refusal page passed back to the client
 constexpr auto kResponseWriteTimeout = std::chrono::seconds(5);
@@ -38,6 +39,22 @@ size_t writeNow(Stream& stream, std::string_view bytes, error_code& ec) {
   const size_t written = stream.writeSome({&buffer, 1}, ec);
   if (ec == asio::error::would_block) ec = {};
   return written;
+}
+
+// The listener defers accepts until the client has sent something (listener.cc), so the request
+// head is nearly always complete at accept: parse what is there at once, so that the usual
+// handshake arms no timer and needs no trip through the loop for it. Returns a parse error; a
+// read that finds nothing, or fails, is left to the asynchronous read that follows.
+error_code parseHeadNow(Stream& stream, beast::flat_buffer& buffer,
+                        http::request_parser<http::empty_body>& parser) {
+  error_code ec;
+  const size_t n =
+      stream.readSome(buffer.prepare(std::min(buffer.max_size(), kFirstHeadRead)), ec);
+  if (ec) return {};
+  buffer.commit(n);
+  buffer.consume(parser.put(buffer.data(), ec));
+  if (ec == http::error::need_more) return {};
+  return ec;
 }
 
 class RequestView final : public filters::HandshakeRequest {
@@ -99,10 +116,14 @@ asio::awaitable<void> Handshake::run() {
   beast::flat_buffer buffer(listener_.max_request_bytes);
   http::request_parser<http::empty_body> parser;
   parser.header_limit(listener_.max_request_bytes);
-  deadline_.arm(listener_.request_timeout, [this] { client_.cancel(); });
-  auto [read_ec, head_size] = co_await http::async_read_header(client_, buffer, parser, kToken);
-  deadline_.disarm();
-  if (deadline_.expired()) co_return co_await reject(408, "request head timed out", "timeout");
+  error_code read_ec = parseHeadNow(client_, buffer, parser);
+  if (!read_ec && !parser.is_header_done()) {
+    deadline_.arm(listener_.request_timeout, [this] { client_.cancel(); });
+    auto [async_ec, head_size] = co_await http::async_read_header(client_, buffer, parser, kToken);
+    deadline_.disarm();
+    if (deadline_.expired()) co_return co_await reject(408, "request head timed out", "timeout");
+    read_ec = async_ec;
+  }
   if (read_ec == http::error::header_limit || read_ec == http::error::buffer_overflow) {
     co_return co_await reject(431, "request header too large", "header_too_large");
   }

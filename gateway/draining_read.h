@@ -33,44 +33,67 @@ namespace wsgate::gateway {
 #define TCP_CM_INQ TCP_INQ
 #endif
 
+// One recvmsg into `buffer`: done_and_exhausted when the kernel reports nothing left (or at end
+// of stream), done when bytes remain or nothing is known, not_done when nothing was there.
+inline reactor::Status readReportingLeft(int fd, boost::asio::mutable_buffer buffer,
+                                         boost::system::error_code& ec, size_t& transferred) {
+  iovec iov{buffer.data(), buffer.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr message{};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  for (;;) {
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(fd, &message, MSG_DONTWAIT);
+    if (n > 0) {
+      transferred = static_cast<size_t>(n);
+      for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
+        if (c->cmsg_level == IPPROTO_TCP && c->cmsg_type == TCP_CM_INQ) {
+          int left = 0;
+          std::memcpy(&left, CMSG_DATA(c), sizeof left);
+          if (left == 0) return reactor::Status::done_and_exhausted;
+        }
+      }
+      return reactor::Status::done;
+    }
+    if (n == 0) {
+      if (buffer.size() == 0) return reactor::Status::done;  // nothing asked, nothing known
+      ec = boost::asio::error::eof;
+      return reactor::Status::done_and_exhausted;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return reactor::Status::not_done;
+    ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
+    return reactor::Status::done;
+  }
+}
+
 // Reads into `buffer` once the socket has bytes: `handler(error_code, size_t)`, eof at end of
 // stream. Like socket.async_read_some, at most one outstanding per socket.
 template <typename Socket, typename Handler>
 void asyncDrainingRead(Socket& socket, boost::asio::mutable_buffer buffer, Handler handler) {
   auto perform = [buffer](reactor::socket_type fd, boost::system::error_code& ec,
                           size_t& transferred) {
-    iovec iov{buffer.data(), buffer.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr message{};
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    for (;;) {
-      message.msg_control = control;
-      message.msg_controllen = sizeof control;
-      const ssize_t n = ::recvmsg(fd, &message, 0);
-      if (n > 0) {
-        transferred = static_cast<size_t>(n);
-        for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
-          if (c->cmsg_level == IPPROTO_TCP && c->cmsg_type == TCP_CM_INQ) {
-            int left = 0;
-            std::memcpy(&left, CMSG_DATA(c), sizeof left);
-            if (left == 0) return reactor::Status::done_and_exhausted;
-          }
-        }
-        return reactor::Status::done;
-      }
-      if (n == 0) {
-        if (buffer.size() == 0) return reactor::Status::done;  // nothing asked, nothing known
-        ec = boost::asio::error::eof;
-        return reactor::Status::done_and_exhausted;
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return reactor::Status::not_done;
-      ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
-      return reactor::Status::done;
-    }
+    return readReportingLeft(fd, buffer, ec, transferred);
   };
   reactor::startRead(socket, std::move(perform), std::move(handler));
+}
+
+// Reads what is there now, without waiting: would_block when nothing is. When that read
+// drained the socket, the next asyncDrainingRead waits for epoll without trying first.
+template <typename Socket>
+size_t drainingReadNow(Socket& socket, boost::asio::mutable_buffer buffer,
+                       boost::system::error_code& ec) {
+  size_t transferred = 0;
+  const reactor::Status status = readReportingLeft(socket.native_handle(), buffer, ec, transferred);
+  if (status == reactor::Status::not_done) {
+    ec = boost::asio::error::would_block;
+    reactor::markDrained(socket);
+  } else if (status == reactor::Status::done_and_exhausted && !ec) {
+    reactor::markDrained(socket);
+  }
+  return transferred;
 }
 
 // Asks the kernel to report, with every read, how many bytes are left (see above); false on a

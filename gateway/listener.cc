@@ -1,5 +1,9 @@
 #include "gateway/listener.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/socket_base.hpp>
@@ -27,6 +31,15 @@ tcp::acceptor openAcceptor(asio::io_context& io, const tcp::endpoint& endpoint) 
   // Inherited the same way: reads learn whether they drained the socket (draining_read.h).
   if (!reportBytesLeft(acceptor.native_handle())) {
     spdlog::debug("TCP_INQ unavailable: relay reads use one more recv per wake-up");
+  }
+  // Accept a connection once its first bytes are there (as nginx's `deferred`): the request head
+  // is read in the same wake-up as the accept, without a recv that finds nothing. A client that
+  // sends nothing reaches accept after about a second anyway (the kernel's retried SYN-ACK), and
+  // request_timeout applies from there.
+  const int defer_seconds = 1;
+  if (::setsockopt(acceptor.native_handle(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds,
+                   sizeof defer_seconds) != 0) {
+    spdlog::debug("TCP_DEFER_ACCEPT unavailable: accepts do not wait for the first bytes");
   }
   acceptor.bind(endpoint);
   acceptor.listen(asio::socket_base::max_listen_connections);

@@ -1,10 +1,13 @@
 // Sockets created non-blocking from the start, for the two places every proxied connection
 // passes: accepting the client (accept4 with SOCK_NONBLOCK) and connecting to the backend
-// (socket with SOCK_NONBLOCK, connect, wait until writable, SO_ERROR). Asio's own accept and
-// connect cost each connection an ioctl(FIONBIO) per socket, a poll() before reading SO_ERROR
-// and an epoll_ctl(DEL) at close of the accepted socket; these do not.
+// (socket with SOCK_NONBLOCK, connect, and only when that does not complete at once: wait until
+// writable, SO_ERROR). Asio's own accept and connect cost each connection an ioctl(FIONBIO) per
+// socket, a poll() before reading SO_ERROR and an epoll_ctl(DEL) at close of the accepted
+// socket; these do not.
 #pragma once
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -76,28 +79,46 @@ void asyncAcceptNonBlocking(boost::asio::ip::tcp::acceptor& acceptor,
       });
 }
 
-// Connects a new non-blocking socket of `io` to `endpoint`. On success `socket` holds it; on
-// failure the error is returned. Closing `socket` meanwhile (a deadline) aborts the wait.
-inline boost::asio::awaitable<boost::system::error_code> connectNonBlocking(
-    boost::asio::io_context& io, boost::asio::ip::tcp::socket& socket,
-    const boost::asio::ip::tcp::endpoint& endpoint) {
+// Opens a non-blocking socket of `io` in `socket` and connects it to `endpoint` without waiting.
+// Returns no error when connected at once (a loopback or nearby backend usually is: the kernel
+// completes the TCP handshake inside connect(), and a second connect() reports it, where a wait
+// for writability would cost an epoll_ctl and a trip through the loop), in_progress when the
+// connection must be awaited with awaitConnected, else why it failed.
+inline boost::system::error_code startConnect(boost::asio::io_context& io,
+                                              boost::asio::ip::tcp::socket& socket,
+                                              const boost::asio::ip::tcp::endpoint& endpoint) {
   const int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           IPPROTO_TCP);
-  if (fd < 0) co_return lastSystemError();
+  if (fd < 0) return lastSystemError();
   boost::system::error_code ec;
   socket = adoptSocket(io, endpoint.protocol(), fd, ec);
-  if (ec) co_return ec;
+  if (ec) return ec;
   reportBytesLeft(fd);  // without it reads keep Asio's behaviour: one more recv, still correct
+  const int on = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);  // frames go out as relayed
   // Nothing can arrive before the request is sent: the first read waits for epoll.
   reactor::markDrained(socket);
-  if (::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0) co_return ec;
-  if (errno != EINPROGRESS) co_return lastSystemError();
+  const auto* address = endpoint.data();
+  const auto length = static_cast<socklen_t>(endpoint.size());
+  if (::connect(fd, address, length) == 0) return ec;
+  if (errno != EINPROGRESS) return lastSystemError();
+  if (::connect(fd, address, length) == 0 || errno == EISCONN) return ec;
+  if (errno == EALREADY || errno == EINPROGRESS) return boost::asio::error::in_progress;
+  return lastSystemError();
+}
+
+// Waits until a connect that startConnect left in progress ends: no error once connected, else
+// why not. Closing `socket` meanwhile (a deadline) aborts the wait.
+inline boost::asio::awaitable<boost::system::error_code> awaitConnected(
+    boost::asio::ip::tcp::socket& socket) {
   auto [wait_ec] = co_await socket.async_wait(boost::asio::ip::tcp::socket::wait_write,
                                               boost::asio::as_tuple(boost::asio::use_awaitable));
   if (wait_ec) co_return wait_ec;
   int error = 0;
   socklen_t length = sizeof error;
-  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) co_return lastSystemError();
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
+    co_return lastSystemError();
+  }
   co_return error == 0 ? boost::system::error_code()
                        : boost::system::error_code(error, boost::system::system_category());
 }

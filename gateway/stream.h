@@ -67,19 +67,10 @@ class Stream {
     socket_.async_write_some(buffers, std::forward<Handler>(handler));
   }
   // Non-blocking, straight to the kernel (MSG_DONTWAIT: no fcntl/ioctl per session); `ec` is
-  // would_block when nothing is ready, eof at end of stream.
+  // would_block when nothing is ready, eof at end of stream. A read that drains the socket
+  // spares the next asyncReadSome its first try.
   size_t readSome(boost::asio::mutable_buffer buffer, boost::system::error_code& ec) {
-    for (;;) {
-      const ssize_t n = ::recv(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
-      if (n > 0) return static_cast<size_t>(n);
-      if (n == 0) {
-        ec = boost::asio::error::eof;
-        return 0;
-      }
-      if (errno == EINTR) continue;
-      ec = errnoCode();
-      return 0;
-    }
+    return drainingReadNow(socket_, buffer, ec);
   }
   size_t writeSome(std::span<const boost::asio::const_buffer> buffers,
                    boost::system::error_code& ec) {

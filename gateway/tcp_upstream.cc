@@ -31,26 +31,24 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
     const tcp::endpoint& endpoint = endpoints_[next_++ % endpoints_.size()];
     result.endpoint = cluster_.endpoints[(next_ - 1) % endpoints_.size()].text();
     tcp::socket socket(worker_.io);
-    Deadline deadline(worker_.io);
-    deadline.arm(cluster_.connect_timeout, [&socket] {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    });
-    auto ec = co_await connectNonBlocking(worker_.io, socket, endpoint);
-    deadline.disarm();
-    if (!deadline.expired()) {
-      if (!ec) {
-        socket.set_option(tcp::no_delay(true), ec);
-        result.stream.emplace(std::move(socket));
-        result.timed_out = false;
-        co_return result;
-      }
-      result.timed_out = false;
-      result.error = ec.message();
-    } else {
-      result.timed_out = true;
-      result.error = "connect timed out";
+    auto ec = startConnect(worker_.io, socket, endpoint);
+    bool timed_out = false;
+    if (ec == asio::error::in_progress) {  // only a connect that must wait arms a timer
+      Deadline deadline(worker_.io);
+      deadline.arm(cluster_.connect_timeout, [&socket] {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+      });
+      ec = co_await awaitConnected(socket);
+      deadline.disarm();
+      timed_out = deadline.expired();
     }
+    result.timed_out = timed_out;
+    if (!timed_out && !ec) {
+      result.stream.emplace(std::move(socket));
+      co_return result;
+    }
+    result.error = timed_out ? "connect timed out" : ec.message();
     failures_.add(1);
     spdlog::warn("cluster {}: connect to {} failed: {}", cluster_.name, result.endpoint,
                  result.error);

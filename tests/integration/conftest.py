@@ -368,13 +368,17 @@ def backends():
     b.close()
 
 
+_dead_sockets = []  # held for the whole run: no process can be given these ports
+
+
 def dead_port():
-    """A loopback port with nothing listening (bound then released: connects are refused)."""
+    """A loopback port with nothing listening: bound but never listened on, so connects are
+    refused, and held, so that no later bind to port 0 (a gateway's own admin or listener) can
+    be given it."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    _dead_sockets.append(s)
+    return s.getsockname()[1]
 
 
 def gateway_config(routes, clusters="", listener_extra="", workers=2, address="127.0.0.1:0"):

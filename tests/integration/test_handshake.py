@@ -206,6 +206,22 @@ def test_trickled_request_head_is_still_bounded_by_request_timeout(gw):
     assert took < 4, f"a trickled request head held the connection for {took:.1f} s"
 
 
+def test_accept_waits_for_the_first_bytes(gw):
+    # TCP_DEFER_ACCEPT: the kernel hands a connection over once its first bytes are there, so the
+    # gateway reads the request head in the wake-up that accepts it. A silent client is not a
+    # gateway connection yet; one that speaks is, at once.
+    silent = socket.create_connection(("127.0.0.1", gw.port))
+    speaking = socket.create_connection(("127.0.0.1", gw.port))
+    speaking.sendall(b"GET /app HTTP/1.1\r\n")  # unfinished: it stays in the handshake
+    assert wait_for(lambda: gw.metric("wsgate_connections_active") >= 1, timeout=0.5) >= 1
+    time.sleep(0.2)
+    assert gw.metric("wsgate_connections_active") == 1, "the silent connection was accepted"
+    silent.sendall(b"GET /app HTTP/1.1\r\n")
+    assert wait_for(lambda: gw.metric("wsgate_connections_active") == 2, timeout=0.5)
+    silent.close()
+    speaking.close()
+
+
 def test_silent_connection_is_closed_at_request_timeout(gw):
     s = socket.create_connection(("127.0.0.1", gw.port))
     s.settimeout(5)

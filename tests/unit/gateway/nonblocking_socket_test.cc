@@ -1,11 +1,13 @@
 #include "gateway/nonblocking_socket.h"
 
 #include <fcntl.h>
+#include <netinet/tcp.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <optional>
+#include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -28,12 +30,17 @@ class NonBlockingSocketTest : public ::testing::Test {
     return acceptor;
   }
 
-  // Connects with connectNonBlocking; the result once the loop ran (nullopt: still waiting).
+  // Connects with startConnect, then awaitConnected if it must wait; the result once the loop
+  // ran (nullopt: still waiting).
   std::optional<boost::system::error_code> connect(tcp::socket& socket, tcp::endpoint to) {
     std::optional<boost::system::error_code> result;
     asio::co_spawn(
         io_,
-        [&]() -> asio::awaitable<void> { result = co_await connectNonBlocking(io_, socket, to); },
+        [&]() -> asio::awaitable<void> {
+          auto ec = startConnect(io_, socket, to);
+          if (ec == asio::error::in_progress) ec = co_await awaitConnected(socket);
+          result = ec;
+        },
         asio::detached);
     io_.restart();
     io_.run_for(std::chrono::seconds(2));
@@ -69,6 +76,54 @@ TEST_F(NonBlockingSocketTest, AcceptsAndConnectsNonBlockingSocketsThatCarryBytes
     asio::read(*accepted, asio::buffer(got));
     EXPECT_EQ(std::string(got, 4), "ping");
   }
+}
+
+TEST_F(NonBlockingSocketTest, ALoopbackConnectCompletesAtOnceAndRefusalsAreKnownAtOnce) {
+  tcp::acceptor acceptor = listen({asio::ip::make_address("127.0.0.1"), 0});
+  tcp::socket socket(io_);
+  EXPECT_FALSE(startConnect(io_, socket, acceptor.local_endpoint()))
+      << "the kernel completes a loopback handshake inside connect(): nothing to wait for";
+  int nodelay = 0;
+  socklen_t length = sizeof nodelay;
+  ASSERT_EQ(::getsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &nodelay, &length), 0);
+  EXPECT_NE(nodelay, 0);
+
+  const tcp::endpoint closed = acceptor.local_endpoint();
+  acceptor.close();
+  tcp::socket refused(io_);
+  EXPECT_EQ(startConnect(io_, refused, closed), asio::error::connection_refused);
+}
+
+TEST_F(NonBlockingSocketTest, AConnectThatMustWaitIsAwaited) {
+  // Backlog 0: the accept queue holds one connection and the kernel drops the SYN of the next
+  // one, which stays in progress until the queue has room and the SYN is sent again (~1 s).
+  tcp::acceptor acceptor(io_, {asio::ip::make_address("127.0.0.1"), 0}, true);
+  acceptor.listen(0);
+  std::vector<tcp::socket> queued;
+  tcp::socket waiting(io_);
+  boost::system::error_code started;
+  for (int i = 0; i < 8; ++i) {  // the queue's exact size depends on the kernel
+    tcp::socket socket(io_);
+    started = startConnect(io_, socket, acceptor.local_endpoint());
+    if (started == asio::error::in_progress) {
+      waiting = std::move(socket);
+      break;
+    }
+    ASSERT_FALSE(started) << started.message();
+    queued.push_back(std::move(socket));
+  }
+  ASSERT_EQ(started, asio::error::in_progress) << "the accept queue never filled";
+  std::optional<boost::system::error_code> result;
+  asio::co_spawn(
+      io_, [&]() -> asio::awaitable<void> { result = co_await awaitConnected(waiting); },
+      asio::detached);
+  io_.run_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(result.has_value()) << "completed although the SYN was dropped";
+  for (size_t i = 0; i < queued.size(); ++i) acceptor.accept();  // room for the retried SYN
+  io_.restart();
+  for (int i = 0; i < 100 && !result; ++i) io_.run_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(result.has_value()) << "still waiting 10 s after the queue had room";
+  EXPECT_FALSE(*result) << result->message();
 }
 
 TEST_F(NonBlockingSocketTest, ConnectingToAClosedPortIsRefused) {
