@@ -23,6 +23,7 @@
 #include <boost/asio/error.hpp>
 
 #include "gateway/reactor_op.h"
+#include "gateway/socket_calls.h"
 
 namespace wsgate::gateway {
 
@@ -45,7 +46,7 @@ inline reactor::Status readReportingLeft(int fd, boost::asio::mutable_buffer buf
   for (;;) {
     message.msg_control = control;
     message.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(fd, &message, MSG_DONTWAIT);
+    const ssize_t n = calls::recvMessage(fd, &message, MSG_DONTWAIT);
     if (n > 0) {
       transferred = static_cast<size_t>(n);
       for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {

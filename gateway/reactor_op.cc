@@ -25,10 +25,21 @@ struct TrySpeculativeMember {
 };
 template struct Expose<TrySpeculativeMember, &DescriptorState::try_speculative_>;
 
+// The reactor a registered descriptor belongs to.
+struct ReactorMember {
+  using type = ad::epoll_reactor* DescriptorState::*;
+  friend type memberOf(ReactorMember);
+};
+template struct Expose<ReactorMember, &DescriptorState::reactor_>;
+
 }  // namespace
 
 bool* trySpeculative(ad::epoll_reactor::per_descriptor_data state) {
   return state->*memberOf(TrySpeculativeMember{});
+}
+
+ad::epoll_reactor& reactorOf(ad::epoll_reactor::per_descriptor_data state) {
+  return *(state->*memberOf(ReactorMember{}));
 }
 
 AcceptorImpl& acceptorImpl(Acceptor& acceptor) {

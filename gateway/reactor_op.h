@@ -95,6 +95,8 @@ AcceptorImpl& acceptorImpl(Acceptor& acceptor);
 template <typename Socket>
 void markDrained(Socket& socket);
 
+ad::epoll_reactor& reactorOf(ad::epoll_reactor::per_descriptor_data state);
+
 template <>
 struct ImplementationOf<Acceptor> {
   static auto& get(Acceptor& acceptor) { return acceptorImpl(acceptor).get_implementation(); }
@@ -108,8 +110,12 @@ void startRead(IoObject& object, Perform perform, Handler handler) {
   using Executor = typename IoObject::executor_type;
   using ReadOp = Op<Perform, Handler, Executor>;
   auto& impl = ImplementationOf<IoObject>::get(object);
-  auto& reactor = boost::asio::use_service<ad::reactor>(
-      boost::asio::query(object.get_executor(), boost::asio::execution::context));
+  // From the descriptor's own state: use_service would take the service registry's lock and
+  // compare type names on every read. A closed object has none; Asio then fails the operation.
+  auto& reactor = impl.reactor_data_
+                      ? reactorOf(impl.reactor_data_)
+                      : boost::asio::use_service<ad::reactor>(boost::asio::query(
+                            object.get_executor(), boost::asio::execution::context));
 
   typename ReadOp::ptr p = {std::addressof(handler), ReadOp::ptr::allocate(handler), nullptr};
   p.p = new (p.v) ReadOp(impl.socket_, std::move(perform), handler, object.get_executor());

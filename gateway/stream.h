@@ -23,6 +23,7 @@
 #include <boost/asio/write.hpp>
 
 #include "gateway/draining_read.h"
+#include "gateway/socket_calls.h"
 
 namespace wsgate::gateway {
 
@@ -78,8 +79,8 @@ class Stream {
       // send() for one buffer, the common case: no msghdr to copy in.
       const ssize_t n =
           buffers.size() == 1
-              ? ::send(socket_.native_handle(), buffers[0].data(), buffers[0].size(),
-                       MSG_DONTWAIT | MSG_NOSIGNAL)
+              ? calls::sendBytes(socket_.native_handle(), buffers[0].data(), buffers[0].size(),
+                                 MSG_DONTWAIT | MSG_NOSIGNAL)
               : sendVector(buffers);
       if (n >= 0) return static_cast<size_t>(n);
       if (errno == EINTR) continue;
@@ -110,7 +111,7 @@ class Stream {
     msghdr message{};
     message.msg_iov = iov.data();
     message.msg_iovlen = count;
-    return ::sendmsg(socket_.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return calls::sendMessage(socket_.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
   }
 
   static boost::system::error_code errnoCode() {
