@@ -170,6 +170,24 @@ class DrainingTcpReadTest : public ::testing::Test {
     return result;
   }
 
+  // Arms a read, then sends `bytes`: what that read got (nothing if it never completed).
+  std::string readWhileSending(const std::string& bytes) {
+    std::optional<std::string> got;
+    asyncDrainingRead(*reader_, boost::asio::buffer(buffer_),
+                      [&](const boost::system::error_code&, size_t n) {
+                        got.emplace(buffer_.data(), n);
+                      });
+    boost::asio::write(*writer_, boost::asio::buffer(bytes));
+    io_.restart();
+    io_.run_for(std::chrono::seconds(2));
+    if (!got) {
+      reader_->cancel();  // the handler refers to `got`: end the read before returning
+      io_.restart();
+      io_.run_for(std::chrono::seconds(1));
+    }
+    return got.value_or("");
+  }
+
   boost::asio::io_context io_;
   std::optional<boost::asio::ip::tcp::socket> reader_;
   std::optional<boost::asio::ip::tcp::socket> writer_;
@@ -195,16 +213,43 @@ TEST_F(DrainingTcpReadTest, DrainedSocketWaitsForTheNextBytes) {
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->second, "one");
   EXPECT_FALSE(readOnce(std::chrono::milliseconds(50)).has_value());
-  std::optional<std::string> second;
-  asyncDrainingRead(*reader_, boost::asio::buffer(buffer_),
-                    [&](const boost::system::error_code&, size_t n) {
-                      second.emplace(buffer_.data(), n);
-                    });
-  boost::asio::write(*writer_, boost::asio::buffer(std::string("two")));
-  io_.restart();
-  io_.run_for(std::chrono::seconds(2));
-  ASSERT_TRUE(second.has_value());
-  EXPECT_EQ(*second, "two");
+  EXPECT_EQ(readWhileSending("two"), "two");
+}
+
+// The non-blocking read (the handshake's first read, the relay's read behind a full landing
+// slot) leaves the same mark for the next asynchronous read.
+bool mayTryAtOnce(boost::asio::ip::tcp::socket& socket) {
+  using Impl = reactor::ImplementationOf<boost::asio::ip::tcp::socket>;
+  return reactor::trySpeculative(Impl::get(socket).reactor_data_)[reactor::ad::reactor::read_op];
+}
+
+TEST_F(DrainingTcpReadTest, ReadNowMarksTheSocketDrainedOnlyWhenNothingIsLeft) {
+  boost::asio::write(*writer_, boost::asio::buffer(std::string("0123456789")));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  boost::system::error_code ec;
+  EXPECT_EQ(drainingReadNow(*reader_, boost::asio::buffer(buffer_.data(), 4), ec), 4u);
+  EXPECT_FALSE(ec);
+  EXPECT_TRUE(mayTryAtOnce(*reader_)) << "six bytes are still queued";
+  EXPECT_EQ(drainingReadNow(*reader_, boost::asio::buffer(buffer_), ec), 6u);
+  EXPECT_EQ(std::string(buffer_.data(), 6), "456789");
+  EXPECT_FALSE(ec);
+  EXPECT_FALSE(mayTryAtOnce(*reader_)) << "the kernel reported nothing left";
+  EXPECT_EQ(drainingReadNow(*reader_, boost::asio::buffer(buffer_), ec), 0u);
+  EXPECT_EQ(ec, boost::asio::error::would_block);
+  EXPECT_EQ(readWhileSending("next"), "next") << "the next read waits for epoll, then reads";
+}
+
+TEST_F(DrainingTcpReadTest, ReadNowLeavesAPendingFinToTheNextRead) {
+  boost::asio::write(*writer_, boost::asio::buffer(std::string("bye")));
+  writer_->shutdown(boost::asio::socket_base::shutdown_send);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  boost::system::error_code ec;
+  EXPECT_EQ(drainingReadNow(*reader_, boost::asio::buffer(buffer_), ec), 3u);
+  EXPECT_FALSE(ec);
+  EXPECT_TRUE(mayTryAtOnce(*reader_)) << "a FIN is pending: the socket is not drained";
+  auto end = readOnce(std::chrono::seconds(2));
+  ASSERT_TRUE(end.has_value()) << "the pending FIN was not read";
+  EXPECT_EQ(end->first, boost::asio::error::eof);
 }
 
 }  // namespace
