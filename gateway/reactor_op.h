@@ -1,6 +1,6 @@
 // Socket operations on Asio's own reactor where Asio's stock operations cost extra system calls
-// on the hot paths (see draining_read.h and accept.h for what each saves), and the socket state
-// that goes with them.
+// on the hot paths (see draining_read.h and nonblocking_socket.h for what each saves), and the
+// socket state that goes with them.
 //
 // This reaches into boost::asio::detail (the reactor, a socket's implementation): it is pinned
 // to the epoll reactor of the Boost that Debian 12 ships, and the static_asserts stop a build on
