@@ -15,7 +15,10 @@ build_pkgs=(
 )
 test_pkgs=(
   python3 python3-websockets python3-pytest   # integration tests: real WebSocket peers
-  prometheus                                  # promtool check metrics
+  prometheus                                  # a real Prometheus server, promtool
+  systemd                                     # systemd-analyze verify of deploy/wsgate.service
+  chromium chromium-driver python3-selenium   # a real browser as the client
+  nodejs node-ws                              # a Node `ws` backend
   procps
 )
 bench_pkgs=(nginx haproxy nlohmann-json3-dev)

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,14 @@ WSGATE = os.environ.get("WSGATE_BIN", os.path.join(ROOT, "build", "wsgate"))
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CRASH_MARKERS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:",
                  "Segmentation fault", "terminate called", "Assertion `", "core dumped")
+
+
+def tool(name, package=None):
+    """The path of a required program: a missing one fails the test, never skips it."""
+    path = shutil.which(name) or os.path.join("/usr/bin", name)
+    assert os.access(path, os.X_OK), \
+        f"{name} is not installed" + (f" (Debian package {package})" if package else "")
+    return path
 
 
 def wait_for(predicate, timeout=5, interval=0.05):
