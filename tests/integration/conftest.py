@@ -67,6 +67,7 @@ class Gateway:
         self.reader.start()
         if not self.ready.wait(10):
             self.stop()
+            shutil.rmtree(self.dir, ignore_errors=True)
             raise RuntimeError(f"wsgate did not log its listeners within 10 s "
                                f"(exit {self.proc.returncode}):\n{self.log()}")
         self.port = self.ports[listeners[0]]
@@ -198,6 +199,7 @@ def start_gateway(request):
         already_stopped = gw.proc.returncode is not None
         code, took = gw.stop()
         print(f"wsgate stopped in {took:.2f} s")
+        shutil.rmtree(gw.dir, ignore_errors=True)  # its config; the log is kept in memory
         if not already_stopped and code != 0:
             failures.append(f"wsgate exited with {code} after SIGTERM ({took:.1f} s):\n"
                             f"{gw.log()[-4000:]}")
