@@ -36,11 +36,12 @@ void FrameHeaderParser::decode() {
   if (len7 == 126) {
     h.payload_length = (uint64_t{bytes_[2]} << 8) | bytes_[3];
     pos = 4;
+    if (h.payload_length < 126) invalid_ = true;  // RFC 6455 §5.2: the fewest bytes, a MUST
   } else if (len7 == 127) {
     h.payload_length = 0;
     for (int i = 0; i < 8; ++i) h.payload_length = (h.payload_length << 8) | bytes_[2 + i];
     pos = 10;
-    if (h.payload_length >> 63) invalid_ = true;
+    if (h.payload_length >> 63 || h.payload_length <= 0xFFFF) invalid_ = true;
   } else {
     h.payload_length = len7;
   }

@@ -45,7 +45,8 @@ class FrameHeaderParser {
   // Consumes bytes from `data` up to the end of the current header and returns how many it took.
   size_t feed(const uint8_t* data, size_t size);
   bool complete() const { return have_ == need_ && decoded_; }
-  // True once the bytes seen can never form a valid header (64-bit length with the top bit set).
+  // True once the bytes seen can never form a valid header: a 64-bit length with the top bit
+  // set, or a length not written with the fewest bytes (RFC 6455 §5.2).
   bool invalid() const { return invalid_; }
   size_t buffered() const { return have_; }
   const FrameHeader& header() const { return header_; }

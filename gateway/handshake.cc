@@ -97,6 +97,14 @@ std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
       trim(request[http::field::host]).empty()) {
     return bad(400, "missing Host header", "missing_host");
   }
+  // Two values would let the router or a filter read one and the backend act on the other.
+  for (const auto field : {http::field::host, http::field::sec_websocket_key,
+                           http::field::sec_websocket_version}) {
+    if (request.count(field) > 1) {
+      return bad(400, "repeated " + std::string(http::to_string(field)) + " header",
+                 "repeated_header");
+    }
+  }
   if (request.find(http::field::content_length) != request.end()) {
     // Anything but a zero length ("0", "00") means bytes that would be mistaken for frames.
     const std::string_view length = trim(request[http::field::content_length]);

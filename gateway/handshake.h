@@ -31,6 +31,7 @@ struct ClientUpgrade {
 };
 
 // Validates the request head. Rejections: method/version/Upgrade/Connection/Host/Key → 400,
+// Host, Sec-WebSocket-Key or -Version sent more than once → 400,
 // non-websocket upgrade (e.g. h2c) → 400, body (Content-Length > 0 or Transfer-Encoding) → 400,
 // Sec-WebSocket-Version other than 13 → 426 (the caller adds `Sec-WebSocket-Version: 13`).
 std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(

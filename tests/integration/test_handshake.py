@@ -80,6 +80,16 @@ def test_rejects_http_1_0(gw, echo_backend):
     reject(gw, 400, "bad_http_version", echo_backend[1], path="/app", version="HTTP/1.0")
 
 
+@pytest.mark.parametrize("field,value", [("host", "other.example"),
+                                         ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                         ("sec-websocket-version", "13")])
+def test_rejects_a_repeated_host_key_or_version(gw, echo_backend, field, value):
+    # The lower-case name is a second line beside the default one.
+    _, body = reject(gw, 400, "repeated_header", echo_backend[1], path="/app",
+                     headers={field: value})
+    assert b"repeated" in body
+
+
 def test_rejects_missing_host(gw, echo_backend):
     reject(gw, 400, "missing_host", echo_backend[1], path="/app", omit=("Host",))
 

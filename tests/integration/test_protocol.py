@@ -26,6 +26,9 @@ VIOLATIONS = {
     "binary_inside_fragmented_message": encode_frame(BINARY, "a", fin=False) +
     encode_frame(BINARY, "b", fin=False),
     "length_with_top_bit_set": bytes([0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4]),
+    # RFC 6455 §5.2: a length written with more bytes than it needs.
+    "length_5_in_16_bits": bytes([0x81, 0xFE, 0, 5, 0, 0, 0, 0]) + b"hello",
+    "length_5_in_64_bits": bytes([0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0]) + b"hello",
 }
 
 

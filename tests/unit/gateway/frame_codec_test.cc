@@ -104,6 +104,26 @@ TEST(FrameHeaderParser, FlagsLengthWithTopBitSetAsInvalid) {
   EXPECT_TRUE(parser.invalid());
 }
 
+TEST(FrameHeaderParser, FlagsLengthNotWrittenWithTheFewestBytesAsInvalid) {
+  struct Case {
+    std::vector<uint8_t> bytes;
+    bool invalid;
+  };
+  const std::vector<Case> cases = {
+      {{0x81, 126, 0, 5}, true},                        // 5 fits in 7 bits
+      {{0x81, 126, 0, 125}, true},
+      {{0x81, 126, 0, 126}, false},                     // the smallest 16-bit length
+      {{0x82, 127, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF}, true},  // 65535 fits in 16 bits
+      {{0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0}, false},     // 65536
+  };
+  for (const Case& c : cases) {
+    FrameHeaderParser parser;
+    parser.feed(c.bytes.data(), c.bytes.size());
+    ASSERT_TRUE(parser.complete());
+    EXPECT_EQ(parser.invalid(), c.invalid) << int(c.bytes[1]) << " " << int(c.bytes.back());
+  }
+}
+
 TEST(FrameHeaderParser, DecodesReservedBitsAndResets) {
   const uint8_t bytes[] = {0xF1, 0x00};
   FrameHeaderParser parser;
