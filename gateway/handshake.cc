@@ -79,6 +79,16 @@ HttpRejection bad(unsigned status, std::string reason, std::string metric) {
 
 }  // namespace
 
+std::string codingsBesideChunked(const http::fields& fields) {
+  std::string codings;
+  forEachHeaderToken(fields, http::field::transfer_encoding, [&](std::string_view coding) {
+    if (iequals(coding, "chunked")) return;
+    if (!codings.empty()) codings += ", ";
+    codings += coding;
+  });
+  return codings;
+}
+
 bool tokenListContains(std::string_view list, std::string_view token) {
   bool found = false;
   forEachToken(list, [&](std::string_view t) { found = found || iequals(t, token); });

@@ -65,6 +65,10 @@ std::string computeAccept(std::string_view key);
 // True if comma-separated token list `list` contains `token` (case-insensitive, trimmed).
 bool tokenListContains(std::string_view list, std::string_view token);
 
+// The Transfer-Encoding codings of `fields` other than chunked, comma-separated ("" if none):
+// what still applies to a body Beast's parser has de-chunked.
+std::string codingsBesideChunked(const http::fields& fields);
+
 // Builds a complete error response (status line, `Connection: close`, text body of `reason`).
 http::response<http::string_body> makeErrorResponse(unsigned status, std::string_view reason,
                                                      unsigned http_version = 11);

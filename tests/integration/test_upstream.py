@@ -149,6 +149,36 @@ def test_backend_refusal_is_passed_back_and_no_tunnel_opens(start_gateway, backe
     assert gw.metric("wsgate_handshake_rejections_total", reason="upstream_declined") == 1
 
 
+@pytest.mark.parametrize("coding,sent,passed_on", [
+    # De-chunked: the client gets the body with its length.
+    ("chunked", b"3\r\nno \r\n4\r\nway!\r\n0\r\n\r\n", None),
+    # Another coding stays on the body, which then ends at the close; never with a length.
+    ("gzip", b"\x1f\x8b-not-really", "gzip"),
+    ("gzip, chunked", b"5\r\n\x1f\x8bzip\r\n0\r\n\r\n", "gzip"),
+])
+def test_refusal_with_a_transfer_encoding_is_passed_back_well_formed(start_gateway, backends,
+                                                                     coding, sent, passed_on):
+    async def respond(reader, writer, record):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: " + coding.encode() +
+                     b"\r\n\r\n" + sent)
+        await writer.drain()  # then the handler returns and the server closes: the body's end
+    port, _ = backends.raw(respond)
+    gw = start_gateway(app_config([port]))
+    c = RawClient(gw.port)
+    c.request("/app")
+    status, headers, body = c.read_response()
+    assert status == 403
+    assert headers.get("transfer-encoding") == passed_on
+    if passed_on is None:
+        assert (headers.get("content-length"), body) == ("7", b"no way!")
+    else:
+        assert "content-length" not in headers, "a length beside a Transfer-Encoding"
+        assert c.wait_end(5) == "fin"
+        assert bytes(c.buffer) == (b"\x1f\x8b-not-really" if coding == "gzip" else b"\x1f\x8bzip")
+    assert gw.wait_metric("wsgate_connections_total", 1, outcome="upstream_declined") == 1
+
+
 def test_bytes_pipelined_behind_the_upgrade_never_reach_a_refusing_backend(start_gateway,
                                                                            backends):
     # The smuggling attempt: request and "tunnel" bytes in one write, before any answer.
