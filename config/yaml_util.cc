@@ -34,7 +34,7 @@ std::string scalarText(const YAML::Node& node) {
 bool checkKeys(const YAML::Node& node, const std::string& path,
                std::initializer_list<std::string_view> known, Diagnostics& diags) {
   if (!node.IsMap()) {
-    diags.error(node, path, "must be a map");
+    diags.error(node, path.empty() ? "(root)" : path, "must be a map");
     return false;
   }
   for (const auto& entry : node) {

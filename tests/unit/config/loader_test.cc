@@ -128,6 +128,11 @@ TEST(Loader, UnknownKeyWithoutNearMatchListsAllowedKeys) {
             "clusters)");
 }
 
+TEST(Loader, ARootThatIsNotAMapIsNamedRoot) {
+  EXPECT_EQ(onlyError("just a string\n"), "test.yaml:1:1: (root): must be a map");
+  EXPECT_EQ(onlyError("- a\n- b\n"), "test.yaml:1:1: (root): must be a map");
+}
+
 TEST(Loader, MissingRequiredKeyPointsAtItsMap) {
   EXPECT_EQ(onlyError(R"(listeners:
   - name: l
