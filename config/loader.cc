@@ -317,6 +317,10 @@ void Loader::match(const YAML::Node& node, const std::string& path, Match& out) 
                                         h.find('*', 1) != std::string::npos)) {
         diags_.error(host, path + ".host",
                      "invalid host \"" + *text + "\" (a wildcard is only allowed as \"*.suffix\")");
+      } else if (h.front() == '[' ? h.back() != ']' : h.find(':') != std::string::npos) {
+        // The router compares Host without its port: this could never match.
+        diags_.error(host, path + ".host",
+                     "invalid host \"" + *text + "\" (hosts are matched without a port)");
       } else {
         out.host = h;
       }
@@ -329,6 +333,11 @@ void Loader::match(const YAML::Node& node, const std::string& path, Match& out) 
     if (!text) return;
     if (text->front() != '/') {
       diags_.error(value, child(path, key), "must start with \"/\"");
+      return;
+    }
+    if (text->find_first_of("?#") != std::string::npos) {
+      // The router compares the path without its query: this could never match.
+      diags_.error(value, child(path, key), "paths are matched without a query (\"?\") or \"#\"");
       return;
     }
     slot = *text;

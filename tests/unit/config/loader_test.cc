@@ -235,6 +235,24 @@ clusters: [ { name: e, type: echo } ]
             "wildcard is only allowed as \"*.suffix\")");
 }
 
+TEST(Loader, HostWithAPortAndPathWithAQueryCouldNeverMatch) {
+  const auto routeMatching = [](const std::string& match) {
+    return "listeners:\n  - name: l\n    address: 127.0.0.1:0\n"
+           "    routes: [ { name: r, cluster: e, match: " + match + " } ]\n"
+           "clusters: [ { name: e, type: echo } ]\n";
+  };
+  EXPECT_EQ(onlyError(routeMatching("{ host: \"chat.example.com:8443\" }")),
+            "test.yaml:4:53: listeners[0].routes[0].match.host: invalid host "
+            "\"chat.example.com:8443\" (hosts are matched without a port)");
+  EXPECT_EQ(onlyError(routeMatching("{ path_prefix: \"/chat?room=1\" }")),
+            "test.yaml:4:60: listeners[0].routes[0].match.path_prefix: paths are matched without a "
+            "query (\"?\") or \"#\"");
+  EXPECT_EQ(onlyError(routeMatching("{ path: \"/chat#top\" }")),
+            "test.yaml:4:53: listeners[0].routes[0].match.path: paths are matched without a "
+            "query (\"?\") or \"#\"");
+  EXPECT_NE(load(routeMatching("{ host: \"[::1]\" }")).config, nullptr);
+}
+
 TEST(Loader, EchoClusterTakesNoEndpointsAndStaticNeedsThem) {
   EXPECT_EQ(onlyError(std::string(kBase) + "    endpoints: [\"127.0.0.1:1\"]\n"),
             "test.yaml:10:16: clusters[0].endpoints: an echo cluster has no endpoints");
