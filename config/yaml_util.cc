@@ -57,7 +57,10 @@ bool checkKeys(const YAML::Node& node, const std::string& path,
       for (std::string_view candidate : known) message.append(" ").append(candidate);
       message += ")";
     }
-    diags.error(entry.first, path.empty() ? key : path + "." + key, message);
+    // An empty or non-scalar key has no name of its own: name the map it is in.
+    const std::string where = key.empty() ? (path.empty() ? "(root)" : path)
+                                          : (path.empty() ? key : path + "." + key);
+    diags.error(entry.first, where, message);
   }
   return true;
 }

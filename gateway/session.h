@@ -45,7 +45,7 @@ struct SessionSetup {
   std::vector<std::string_view> filter_names;
 };
 
-class Session : public std::enable_shared_from_this<Session>, private RelayBuffers::Holder {
+class Session final : public std::enable_shared_from_this<Session>, private RelayBuffers::Holder {
  public:
   Session(WorkerContext& worker, Stream client, Stream upstream, SessionSetup setup,
           ConnectionRecord record);

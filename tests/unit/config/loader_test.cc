@@ -133,6 +133,13 @@ TEST(Loader, ARootThatIsNotAMapIsNamedRoot) {
   EXPECT_EQ(onlyError("- a\n- b\n"), "test.yaml:1:1: (root): must be a map");
 }
 
+TEST(Loader, AnEmptyKeyIsNamedByItsMap) {
+  LoadResult result = load(std::string(kBase) + "\"\": 1\n");
+  ASSERT_EQ(result.diagnostics.errors().size(), 1u) << result.diagnostics.format();
+  EXPECT_EQ(result.diagnostics.errors()[0].format(),
+            "test.yaml:10:1: (root): unknown key \"\" (allowed: workers admin listeners clusters)");
+}
+
 TEST(Loader, MissingRequiredKeyPointsAtItsMap) {
   EXPECT_EQ(onlyError(R"(listeners:
   - name: l
