@@ -3,8 +3,11 @@ BUILD_DIR ?= build
 SANITIZE_DIR ?= build-sanitize
 CONFIG ?= config/examples/quickstart.yaml
 JOBS ?= $(shell nproc)
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 2
 
-.PHONY: all deps test-deps build run test test-sanitize bench check-config clean
+.PHONY: all deps test-deps build run test test-sanitize fuzz bench check-config clean
 
 all: build
 
@@ -34,6 +37,14 @@ test-sanitize: test-deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  scripts/test.sh $(SANITIZE_DIR)
 
+# libFuzzer harnesses (tests/fuzz/README.md): a separate clang build with ASan + UBSan, then each
+# fuzzer in turn for FUZZ_SECONDS; corpora and crash artifacts go to /tmp/wsgate-fuzz.
+fuzz: deps
+	@scripts/install-deps.sh fuzz
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWSGATE_FUZZ=ON
+	cmake --build $(FUZZ_DIR) -j $(FUZZ_JOBS) --target fuzzers
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_DIR)
+
 # Configured again after the bench packages are in, so that the bench targets exist.
 bench: deps
 	@scripts/install-deps.sh bench
@@ -45,4 +56,4 @@ check-config: build
 	@for f in config/examples/*.yaml; do $(BUILD_DIR)/wsgate --config $$f --check || exit 1; done
 
 clean:
-	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, from Debian 12's archive, whatever of wsgate's build, test or bench dependencies is
-# missing. Usage: scripts/install-deps.sh [build|test|bench]... (default: build test).
+# missing. Usage: scripts/install-deps.sh [build|test|bench|fuzz]... (default: build test).
 set -euo pipefail
 
 build_pkgs=(
@@ -22,6 +22,7 @@ test_pkgs=(
   procps
 )
 bench_pkgs=(nginx haproxy nlohmann-json3-dev)
+fuzz_pkgs=(clang libclang-rt-14-dev)  # libFuzzer (`make fuzz`)
 
 groups=("$@")
 [[ ${#groups[@]} -gt 0 ]] || groups=(build test)
@@ -31,7 +32,8 @@ for group in "${groups[@]}"; do
     build) wanted+=("${build_pkgs[@]}") ;;
     test) wanted+=("${test_pkgs[@]}") ;;
     bench) wanted+=("${bench_pkgs[@]}") ;;
-    *) echo "install-deps: unknown group '$group' (build, test, bench)" >&2; exit 2 ;;
+    fuzz) wanted+=("${fuzz_pkgs[@]}") ;;
+    *) echo "install-deps: unknown group '$group' (build, test, bench, fuzz)" >&2; exit 2 ;;
   esac
 done
 
