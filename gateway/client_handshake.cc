@@ -301,19 +301,7 @@ asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_b
   }
   http::response<http::string_body> response = parser.release();
   spdlog::debug("upstream declined the upgrade from {} with {}", client_ip_, response.result_int());
-  response.keep_alive(false);
-  response.erase(http::field::upgrade);
-  // The parser took the chunked coding off the body; other codings (gzip...) stay on it. Those
-  // still need saying, and then the body ends at the close (RFC 9112 §6.3): a Content-Length
-  // beside a Transfer-Encoding is forbidden.
-  const std::string codings = codingsBesideChunked(response);
-  response.erase(http::field::transfer_encoding);
-  if (codings.empty()) {
-    response.prepare_payload();
-  } else {
-    response.erase(http::field::content_length);
-    response.set(http::field::transfer_encoding, codings);
-  }
+  prepareRefusalForClient(response);
   co_await send(std::move(response));
 }
 

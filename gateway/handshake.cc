@@ -79,14 +79,22 @@ HttpRejection bad(unsigned status, std::string reason, std::string metric) {
 
 }  // namespace
 
-std::string codingsBesideChunked(const http::fields& fields) {
-  std::string codings;
-  forEachHeaderToken(fields, http::field::transfer_encoding, [&](std::string_view coding) {
+void prepareRefusalForClient(http::response<http::string_body>& response) {
+  response.keep_alive(false);
+  response.erase(http::field::upgrade);
+  std::string codings;  // the parser took the chunked coding off the body, not the others
+  forEachHeaderToken(response, http::field::transfer_encoding, [&](std::string_view coding) {
     if (iequals(coding, "chunked")) return;
     if (!codings.empty()) codings += ", ";
     codings += coding;
   });
-  return codings;
+  response.erase(http::field::transfer_encoding);
+  if (codings.empty()) {
+    response.prepare_payload();
+  } else {
+    response.erase(http::field::content_length);
+    response.set(http::field::transfer_encoding, codings);
+  }
 }
 
 bool tokenListContains(std::string_view list, std::string_view token) {

@@ -65,9 +65,10 @@ std::string computeAccept(std::string_view key);
 // True if comma-separated token list `list` contains `token` (case-insensitive, trimmed).
 bool tokenListContains(std::string_view list, std::string_view token);
 
-// The Transfer-Encoding codings of `fields` other than chunked, comma-separated ("" if none):
-// what still applies to a body Beast's parser has de-chunked.
-std::string codingsBesideChunked(const http::fields& fields);
+// Readies a backend's refusal, read whole by Beast's parser, to go back to the client: no
+// keep-alive, no Upgrade, and its length, unless a coding other than chunked stays on the body
+// (then that coding and no length: the body ends at the close, RFC 9112 §6.2, §6.3).
+void prepareRefusalForClient(http::response<http::string_body>& response);
 
 // Builds a complete error response (status line, `Connection: close`, text body of `reason`).
 http::response<http::string_body> makeErrorResponse(unsigned status, std::string_view reason,

@@ -355,18 +355,12 @@ void checkUpstreamAnswer(std::span<const uint8_t> bytes, std::span<const uint8_t
     http::read(upstream, buffer, parser, ec);
     if (ec && ec != http::error::end_of_stream) return;  // 502
     http::response<http::string_body> response = parser.release();
-    // As passBackRefusal (client_handshake.cc) prepares it.
-    response.keep_alive(false);
-    response.erase(http::field::upgrade);
-    const std::string codings = codingsBesideChunked(response);
-    response.erase(http::field::transfer_encoding);
-    if (!codings.empty()) {
-      // Close-delimited, with its codings and never a length beside them (RFC 9112 §6.2).
-      response.erase(http::field::content_length);
-      response.set(http::field::transfer_encoding, codings);
+    prepareRefusalForClient(response);  // as passBackRefusal does
+    if (response.find(http::field::transfer_encoding) != response.end()) {
+      // A coding stays on the body: close-delimited, never a length beside it (RFC 9112 §6.2).
+      FUZZ_CHECK(response.find(http::field::content_length) == response.end());
       return;
     }
-    response.prepare_payload();
     std::ostringstream wire;
     wire << response;
     const std::string out = wire.str();
