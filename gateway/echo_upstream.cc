@@ -51,6 +51,7 @@ asio::awaitable<UpstreamConnection> EchoUpstream::connect() {
   asio::local::connect_pair(gateway_end, echo_end, ec);
   if (ec) {
     result.error = "socketpair: " + ec.message();
+    spdlog::warn("cluster {}: cannot open the in-process echo: {}", cluster_, result.error);
     co_return result;
   }
   asio::co_spawn(worker_.io, serveEcho(std::move(echo_end)), asio::detached);

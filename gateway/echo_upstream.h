@@ -4,6 +4,9 @@
 // coroutines on the worker that owns the client connection.
 #pragma once
 
+#include <string>
+#include <utility>
+
 #include "gateway/upstream.h"
 #include "gateway/worker_context.h"
 
@@ -11,7 +14,8 @@ namespace wsgate::gateway {
 
 class EchoUpstream final : public Upstream {
  public:
-  explicit EchoUpstream(WorkerContext& worker) : worker_(worker) {}
+  EchoUpstream(WorkerContext& worker, std::string cluster)
+      : worker_(worker), cluster_(std::move(cluster)) {}
   boost::asio::awaitable<UpstreamConnection> connect() override;
 
   // Largest message the echo server takes; bigger ones get close 1009 from it.
@@ -19,6 +23,7 @@ class EchoUpstream final : public Upstream {
 
  private:
   WorkerContext& worker_;
+  std::string cluster_;
 };
 
 }  // namespace wsgate::gateway

@@ -49,7 +49,9 @@ tcp::acceptor openAcceptor(asio::io_context& io, const tcp::endpoint& endpoint) 
 Listener::Listener(WorkerContext& worker, tcp::acceptor acceptor, size_t index,
                    const std::shared_ptr<const RoutingTable>& table)
     : worker_(worker), acceptor_(std::move(acceptor)), index_(index), table_(table),
-      retry_(worker.io) {}
+      retry_(worker.io),
+      accept_failures_(worker.stats.cell(Metric::kAcceptFailures,
+                                         {table->config()->listeners[index].name})) {}
 
 void Listener::start() { accept(); }
 
@@ -65,8 +67,11 @@ void Listener::accept() {
                                                   tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
-      // Typically EMFILE/ENFILE: back off so the loop does not spin, then try again.
-      spdlog::warn("accept failed: {}; pausing accepts for 100ms", ec.message());
+      // Typically EMFILE/ENFILE: back off so the loop does not spin, then try again. The
+      // connections wait in the kernel's backlog meanwhile.
+      accept_failures_.add(1);
+      spdlog::warn("listener {}: accept failed: {}; pausing accepts for 100ms",
+                   table_->config()->listeners[index_].name, ec.message());
       retry_.expires_after(std::chrono::milliseconds(100));
       retry_.async_wait([this](const boost::system::error_code& wait_ec) {
         if (!wait_ec) accept();

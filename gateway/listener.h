@@ -37,6 +37,7 @@ class Listener {
   size_t index_;
   const std::shared_ptr<const RoutingTable>& table_;
   boost::asio::steady_timer retry_;
+  Cell& accept_failures_;
   boost::asio::ip::tcp::endpoint peer_;  // filled by the one outstanding accept
 };
 

@@ -12,7 +12,7 @@ RoutingTable::RoutingTable(WorkerContext& worker, std::shared_ptr<const config::
   for (const auto& cluster : config_->clusters) {
     std::unique_ptr<Upstream> upstream;
     if (cluster.type == config::Cluster::Type::kEcho) {
-      upstream = std::make_unique<EchoUpstream>(worker);
+      upstream = std::make_unique<EchoUpstream>(worker, cluster.name);
     } else {
       upstream = std::make_unique<TcpUpstream>(worker, cluster);
     }

@@ -9,6 +9,10 @@ namespace {
 
 // Sorted by name, as they appear in /metrics.
 const std::array<MetricInfo, static_cast<size_t>(Metric::kCount)> kMetrics = {{
+    {"wsgate_accept_failures_total",
+     "Failed accepts of client connections (mostly: out of file descriptors); each pauses the "
+     "listener for 100ms.",
+     false, {"listener"}},
     {"wsgate_backpressure_pauses_total",
      "Times a direction stopped reading because its destination could not take more bytes.",
      false, {"route", "direction"}},

@@ -22,6 +22,7 @@ namespace wsgate::gateway {
 
 // Every metric wsgate exports, declared once (docs/metrics.md lists them).
 enum class Metric : uint8_t {
+  kAcceptFailures,
   kBackpressurePauses,
   kBytes,
   kCloseCodes,

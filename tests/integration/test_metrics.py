@@ -1,10 +1,11 @@
 """`/metrics` counts what was sent, live, with the names and labels operators alert on, and the
 output passes `promtool check metrics`."""
+import os
 import re
 import shutil
 import subprocess
 
-from conftest import dead_port, gateway_config, wait_for
+from conftest import ROOT, dead_port, gateway_config, wait_for
 from wsproto import BINARY, CLOSE, CONTINUATION, TEXT, RawClient, close_payload, encode_frame
 
 FAMILIES = {
@@ -157,6 +158,27 @@ def check_families(text):
         assert direction in (C2U, U2C)
     for side in re.findall(r'side="([^"]*)"', text):
         assert side in ("client", "upstream", "gateway")
+
+
+def test_docs_list_exactly_the_exported_families_with_their_types_and_labels(start_gateway):
+    gw = start_gateway(gateway_config("""      - name: echo
+        match: { path_prefix: /echo }
+        cluster: echo
+"""))
+    c = RawClient(gw.port)  # one session, so that families with labels have a sample
+    c.upgrade("/echo")
+    c.send(encode_frame(TEXT, "x"))
+    assert c.read_message()[1] == b"x"
+    text = gw.metrics_text()
+    exported = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    with open(os.path.join(ROOT, "docs", "metrics.md")) as f:
+        rows = re.findall(r"^\| `(wsgate_\w+)` \| (\w+) \| ([^|]*) \|", f.read(), re.M)
+    documented = {name: kind for name, kind, _ in rows}
+    assert documented == exported, "docs/metrics.md and /metrics differ"
+    for name, _, labels in rows:
+        want = set(re.findall(r"`(\w+)`", labels))
+        for sample in re.findall(rf"^{name}(?:\{{([^}}]*)\}})? \S+$", text, re.M):
+            assert set(re.findall(r'(\w+)="', sample)) == want, f"{name}{{{sample}}}: want {want}"
 
 
 def test_metrics_sum_sessions_on_every_worker(start_gateway):

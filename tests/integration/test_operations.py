@@ -4,6 +4,7 @@ import asyncio
 import glob
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -115,6 +116,78 @@ def test_hundreds_of_sessions_leak_no_file_descriptor(start_gateway, backends):
     assert wait_for(lambda: gw.fd_count() <= baseline + 2, timeout=5), \
         f"{gw.fd_count()} descriptors open, {baseline} before 340 sessions"
     assert gw.metric("wsgate_connections_total", outcome="relayed") >= 310
+
+
+def test_running_out_of_descriptors_answers_502_pauses_accepts_and_recovers(start_gateway,
+                                                                            backends):
+    port, _ = backends.echo()
+    gw = start_gateway(app_config([port], workers=1))
+
+    def session(path):
+        c = RawClient(gw.port)
+        c.upgrade(path)
+        c.send(encode_frame(TEXT, "up"))
+        assert c.read_message()[1] == b"up"
+        return c
+
+    for path in ("/app", "/echo"):  # whatever the first sessions allocate lazily
+        session(path).close()
+    assert gw.wait_idle() == 0
+    time.sleep(0.3)
+    baseline = gw.fd_count()
+    # Room for three proxied sessions (client + upstream socket each) and one descriptor more.
+    limit = max(int(fd) for fd in os.listdir(f"/proc/{gw.proc.pid}/fd")) + 1 + 7
+    resource.prlimit(gw.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
+    held = [session("/app") for _ in range(3)]
+
+    # The last descriptor goes to the accept: no socket left for the upstream, nor a pair for
+    # the in-process echo. Each gets a 502 and a log line naming the cause.
+    for path in ("/app", "/echo"):
+        c = RawClient(gw.port)
+        c.request(path)
+        assert c.read_response()[0] == 502, path
+        c.close()
+
+    # The last descriptor held by a client still sending its head: the next accept fails, the
+    # listener pauses and retries instead of spinning, and established sessions go on.
+    stalled = RawClient(gw.port)
+    stalled.send("GET /app HTTP/1.1\r\n")
+    waiting = RawClient(gw.port)
+    waiting.request("/app")
+    assert wait_for(lambda: "accept failed: Too many open files" in gw.log(), timeout=5), \
+        gw.log()[-2000:]
+    cpu_before = sum(int(x) for x in open(f"/proc/{gw.proc.pid}/stat").read()
+                     .rsplit(")", 1)[1].split()[11:13])
+    time.sleep(1.0)
+    cpu_after = sum(int(x) for x in open(f"/proc/{gw.proc.pid}/stat").read()
+                    .rsplit(")", 1)[1].split()[11:13])
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert (cpu_after - cpu_before) / ticks < 0.3, \
+        f"{(cpu_after - cpu_before) / ticks:.2f} s of CPU in 1 s while out of descriptors"
+    for c in held:
+        c.send(encode_frame(BINARY, b"still here"))
+        assert c.read_message()[1] == b"still here"
+
+    # Descriptors come back: the connection that waited in the backlog is served.
+    stalled.close()
+    held.pop().close()
+    status, _, _ = waiting.read_response(timeout=5)
+    assert status == 101
+    waiting.send(encode_frame(TEXT, "served"))
+    assert waiting.read_message()[1] == b"served"
+    for c in held + [waiting]:
+        c.close()
+    assert gw.wait_idle(10) == 0
+
+    log = gw.log()
+    assert re.search(r"cluster app: connect to 127\.0\.0\.1:\d+ failed: Too many open files", log)
+    assert "cluster echo: cannot open the in-process echo: socketpair: Too many open files" in log
+    assert "listener public: accept failed: Too many open files; pausing accepts for 100ms" in log
+    assert gw.metric("wsgate_accept_failures_total", listener="public") >= 1
+    assert gw.metric("wsgate_handshake_rejections_total", reason="upstream_unavailable") == 2
+    assert gw.metric("wsgate_upstream_connect_failures_total", cluster="app") >= 1
+    assert wait_for(lambda: gw.fd_count() <= baseline + 1, timeout=5), \
+        f"{gw.fd_count()} descriptors open, {baseline} before"
 
 
 def test_admin_health_and_readiness(start_gateway):
