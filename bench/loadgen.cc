@@ -5,7 +5,9 @@
 //               M messages came back: messages/s and round-trip latency percentiles
 //   rate        N connections send R messages/s in total on a fixed schedule; latency counts from
 //               each message's scheduled send time, so a stalled proxy cannot hide its queueing
-//   handshakes  C concurrent loops of connect + upgrade + close handshake for D seconds
+//   handshakes  C concurrent loops of connect + upgrade + close handshake for D seconds; with
+//               --handshake-rate H they start H handshakes/s in total on a fixed schedule
+//               instead of as fast as they can
 //   hold        open N idle connections, print "held N failed F" once all attempts ended, keep
 //               them until SIGTERM/SIGINT or --hold seconds, then close them
 //
@@ -71,6 +73,7 @@ struct Options {
   uint64_t maxMessages = 0;
   double rate = 5000;
   int concurrency = 16;
+  double handshakeRate = 0;  // 0: each loop starts its next handshake at once
   double hold = 60;
   double warmup = 0.5;
   double connectTimeout = 10;
@@ -473,7 +476,7 @@ class Runner {
     armHardStop(options_.warmup + options_.duration + 10);
     activeLoops_ = options_.concurrency;
     for (int i = 0; i < options_.concurrency; ++i) {
-      asio::co_spawn(io_, handshakeLoop(), [this](std::exception_ptr) {
+      asio::co_spawn(io_, handshakeLoop(i), [this](std::exception_ptr) {
         if (--activeLoops_ == 0 && stopping_) finish();
       });
     }
@@ -489,9 +492,26 @@ class Runner {
     });
   }
 
-  asio::awaitable<void> handshakeLoop() {
+  asio::awaitable<void> handshakeLoop(int index) {
     const std::string host = options_.host + ":" + std::to_string(options_.port);
+    // Paced: the loops take turns on one schedule of `handshakeRate` starts per second. A loop
+    // that falls behind starts at once but never bunches up its missed starts.
+    const auto interval = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(options_.handshakeRate > 0
+                                          ? options_.concurrency / options_.handshakeRate
+                                          : 0.0));
+    auto due = Clock::now() + interval * index / options_.concurrency;
+    asio::steady_timer pace(io_);
     while (!stopping_) {
+      if (options_.handshakeRate > 0) {
+        const auto now = Clock::now();
+        if (due > now) {
+          pace.expires_at(due);
+          co_await pace.async_wait(kAwait);
+          if (stopping_) break;
+        }
+        due = std::max(due + interval, now);
+      }
       Ws ws(io_);
       asio::steady_timer guard(io_);
       guard.expires_after(seconds(options_.connectTimeout));
@@ -669,6 +689,7 @@ class Runner {
             << " msgs/s";
     } else if (o.mode == "handshakes") {
       out["concurrency"] = o.concurrency;
+      if (o.handshakeRate > 0) out["handshake_rate"] = o.handshakeRate;
       out["handshakes"] = stats_.handshakes;
       out["handshakes_per_s"] = window > 0 ? stats_.handshakes / window : 0;
       human << "handshakes, " << o.concurrency
@@ -764,6 +785,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--concurrency", o.concurrency, "handshakes/hold: parallel loops")
       ->capture_default_str();
+  app.add_option("--handshake-rate", o.handshakeRate,
+                 "handshakes: start this many per second in total (default: as fast as they can)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--hold", o.hold, "hold: seconds to keep the connections at most")
       ->capture_default_str();
   app.add_option("--warmup", o.warmup, "seconds of load before the window opens")
