@@ -140,9 +140,8 @@ def test_running_out_of_descriptors_answers_502_pauses_accepts_and_recovers(star
         assert c.read_message()[1] == b"up"
         return c
 
-    # Every path the test takes once before the descriptors run out: what a path allocates or
-    # initialises the first time (and, in the sanitizer build, UBSan's type checks, which need a
-    # pipe the first time they see a type) must not be what fails.
+    # Every path the test takes, once before the descriptors run out: what a path allocates or
+    # initialises the first time must not be what fails.
     for path in ("/app", "/echo"):
         session(path).close()
     c = RawClient(gw.port)
