@@ -3,6 +3,7 @@
 namespace wsgate::config {
 
 std::string Address::text() const {
+  if (!host.empty()) return host + ":" + std::to_string(port) + " (" + ip + ")";
   const bool v6 = ip.find(':') != std::string::npos;
   return (v6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
 }

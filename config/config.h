@@ -20,7 +20,9 @@ using Duration = std::chrono::milliseconds;
 struct Address {
   std::string ip;  // without brackets
   uint16_t port = 0;
-  std::string text() const;  // as written back: "127.0.0.1:8080", "[::1]:8080"
+  std::string host;  // the name it was resolved from (cluster endpoints only), else empty
+  // As written back: "127.0.0.1:8080", "[::1]:8080", "backend:9000 (10.0.0.5)"
+  std::string text() const;
 };
 
 struct Match {
@@ -65,7 +67,7 @@ struct Cluster {
 };
 
 struct Admin {
-  Address address{"127.0.0.1", 9901};
+  Address address{"127.0.0.1", 9901, ""};
 };
 
 struct Config {

@@ -12,6 +12,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "config/name_resolver.h"
 #include "config/yaml_util.h"
 
 namespace wsgate::config {
@@ -26,9 +27,33 @@ std::string child(const std::string& path, const char* key) {
   return path.empty() ? key : path + "." + key;
 }
 
-// Parses "1.2.3.4:80" or "[::1]:80" with port in [min_port, 65535].
+// A DNS name (RFC 1123 labels) whose last label is not all digits, which would make it a
+// mistyped IPv4 address instead.
+bool isHostName(const std::string& text) {
+  if (text.empty() || text.size() > 253 || text.back() == '.') return false;
+  size_t label = 0;
+  bool digits_only = true;
+  char previous = '.';
+  for (const char c : text) {
+    if (c == '.') {
+      if (label == 0 || previous == '-') return false;
+      label = 0;
+      digits_only = true;
+    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') {
+      if ((label == 0 && c == '-') || ++label > 63) return false;
+      digits_only = digits_only && std::isdigit(static_cast<unsigned char>(c));
+    } else {
+      return false;
+    }
+    previous = c;
+  }
+  return previous != '-' && !digits_only;
+}
+
+// Parses "1.2.3.4:80" or "[::1]:80" with port in [min_port, 65535]; with `names`, also
+// "host.name:80", returned with `host` set and no `ip` yet.
 std::optional<Address> parseAddress(const std::string& text, uint16_t min_port,
-                                    std::string& why) {
+                                    std::string& why, bool names = false) {
   std::string host;
   std::string port_text;
   if (!text.empty() && text.front() == '[') {
@@ -50,8 +75,11 @@ std::optional<Address> parseAddress(const std::string& text, uint16_t min_port,
   }
   boost::system::error_code ec;
   const auto ip = boost::asio::ip::make_address(host, ec);
-  if (ec || (text.front() == '[') != ip.is_v6()) {
-    why = "\"" + host + "\" is not an IP address (use a literal IP such as 127.0.0.1 or [::1])";
+  const bool name = names && ec && text.front() != '[' && isHostName(host);
+  if (!name && (ec || (text.front() == '[') != ip.is_v6())) {
+    why = names ? "\"" + host + "\" is neither an IP address nor a host name (e.g. 10.0.0.5, " +
+                      "[fd00::5] or backend.internal)"
+                : "\"" + host + "\" is not an IP address (use a literal IP such as 127.0.0.1 or [::1])";
     return std::nullopt;
   }
   unsigned long port = 0;
@@ -62,12 +90,14 @@ std::optional<Address> parseAddress(const std::string& text, uint16_t min_port,
     why = "port must be a number from " + std::to_string(min_port) + " to 65535";
     return std::nullopt;
   }
-  return Address{ip.to_string(), static_cast<uint16_t>(port)};
+  if (name) return Address{"", static_cast<uint16_t>(port), host};
+  return Address{ip.to_string(), static_cast<uint16_t>(port), ""};
 }
 
 class Loader {
  public:
-  Loader(const FilterCatalog& catalog, Diagnostics& diags) : catalog_(catalog), diags_(diags) {}
+  Loader(const FilterCatalog& catalog, const NameResolver& resolve, Diagnostics& diags)
+      : catalog_(catalog), resolve_(resolve), diags_(diags) {}
 
   std::shared_ptr<Config> load(const YAML::Node& root);
 
@@ -80,11 +110,12 @@ class Loader {
     return value;
   }
   std::optional<Address> address(const YAML::Node& node, const std::string& path,
-                                 uint16_t min_port) {
+                                 uint16_t min_port, bool names = false) {
     auto text = readString(node, path, diags_);
     if (!text) return std::nullopt;
     std::string why;
-    auto parsed = parseAddress(*text, min_port, why);
+    auto parsed = parseAddress(*text, min_port, why, names);
+    if (parsed && !parsed->host.empty()) named_.push_back({node, path, parsed->host});
     if (!parsed) diags_.error(node, path, "invalid address \"" + *text + "\": " + why);
     return parsed;
   }
@@ -106,9 +137,17 @@ class Loader {
   void route(const YAML::Node& node, const std::string& path, Route& out);
   void match(const YAML::Node& node, const std::string& path, Match& out);
   void filters(const YAML::Node& node, const std::string& path, std::vector<FilterSpec>& out);
+  void resolveNames(Config& config);
 
   const FilterCatalog& catalog_;
+  const NameResolver& resolve_;
   Diagnostics& diags_;
+  struct Named {
+    YAML::Node node;
+    std::string path;
+    std::string host;
+  };
+  std::vector<Named> named_;  // endpoints written with a host name, resolved once all are read
   // Route cluster references, checked once every cluster is known.
   std::vector<std::pair<YAML::Node, std::string>> cluster_refs_;
 };
@@ -187,6 +226,7 @@ std::shared_ptr<Config> Loader::load(const YAML::Node& root) {
     }
   }
 
+  resolveNames(*config);
   for (const auto& [node, path] : cluster_refs_) {
     const std::string name = node.Scalar();
     if (config->findCluster(name)) continue;
@@ -227,13 +267,46 @@ void Loader::cluster(const YAML::Node& node, const std::string& path, Cluster& o
     diags_.error(endpoints, path + ".endpoints", "must be a non-empty list of IP:port");
   } else {
     for (size_t i = 0; i < endpoints.size(); ++i) {
-      if (auto a = address(endpoints[i], indexed(path, "endpoints", i), 1)) {
+      if (auto a = address(endpoints[i], indexed(path, "endpoints", i), 1, true)) {
         out.endpoints.push_back(*a);
       }
     }
   }
   positiveDuration(node, "connect_timeout", path, out.connect_timeout);
   positiveDuration(node, "response_timeout", path, out.response_timeout);
+}
+
+void Loader::resolveNames(Config& config) {
+  if (named_.empty()) return;
+  std::vector<std::string> hosts;
+  for (const auto& n : named_) {
+    if (std::find(hosts.begin(), hosts.end(), n.host) == hosts.end()) hosts.push_back(n.host);
+  }
+  std::vector<Resolved> answers =
+      resolve_ ? resolve_(hosts) : std::vector<Resolved>(hosts.size(), {{}, "no resolver"});
+  answers.resize(hosts.size(), {{}, "no answer"});
+  std::map<std::string, const Resolved*> by_host;
+  for (size_t i = 0; i < hosts.size(); ++i) by_host[hosts[i]] = &answers[i];
+  for (const auto& n : named_) {
+    const Resolved& r = *by_host[n.host];
+    if (r.ips.empty()) {
+      diags_.error(n.node, n.path, "cannot resolve \"" + n.host + "\": " + r.error);
+    }
+  }
+  // Each name becomes one endpoint per address, in the written order.
+  for (auto& cluster : config.clusters) {
+    std::vector<Address> endpoints;
+    for (auto& endpoint : cluster.endpoints) {
+      if (endpoint.host.empty()) {
+        endpoints.push_back(std::move(endpoint));
+        continue;
+      }
+      for (const auto& ip : by_host[endpoint.host]->ips) {
+        endpoints.push_back(Address{ip, endpoint.port, endpoint.host});
+      }
+    }
+    cluster.endpoints = std::move(endpoints);
+  }
 }
 
 void Loader::listener(const YAML::Node& node, const std::string& path, Listener& out) {
@@ -379,7 +452,7 @@ void Loader::filters(const YAML::Node& node, const std::string& path,
 }  // namespace
 
 LoadResult loadString(const std::string& yaml, const std::string& source_name,
-                      const FilterCatalog& filters) {
+                      const FilterCatalog& filters, const NameResolver& resolve) {
   LoadResult result{nullptr, Diagnostics(source_name)};
   YAML::Node root;
   try {
@@ -389,7 +462,7 @@ LoadResult loadString(const std::string& yaml, const std::string& source_name,
                              "YAML syntax error: " + e.msg);
     return result;
   }
-  Loader loader(filters, result.diagnostics);
+  Loader loader(filters, resolve, result.diagnostics);
   std::shared_ptr<Config> config;
   try {
     config = loader.load(root);
@@ -402,7 +475,8 @@ LoadResult loadString(const std::string& yaml, const std::string& source_name,
   return result;
 }
 
-LoadResult loadFile(const std::string& path, const FilterCatalog& filters) {
+LoadResult loadFile(const std::string& path, const FilterCatalog& filters,
+                    const NameResolver& resolve) {
   std::ifstream in(path);
   if (!in) {
     LoadResult result{nullptr, Diagnostics(path)};
@@ -412,7 +486,7 @@ LoadResult loadFile(const std::string& path, const FilterCatalog& filters) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  return loadString(text.str(), path, filters);
+  return loadString(text.str(), path, filters, resolve);
 }
 
 }  // namespace wsgate::config

@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "config/diagnostics.h"
+#include "config/name_resolver.h"
 
 namespace wsgate::config {
 
@@ -15,9 +16,11 @@ struct LoadResult {
   Diagnostics diagnostics;
 };
 
-LoadResult loadFile(const std::string& path, const FilterCatalog& filters);
+// Host names in cluster endpoints go to `resolve`; without one (tests, fuzzers) each is an error.
+LoadResult loadFile(const std::string& path, const FilterCatalog& filters,
+                    const NameResolver& resolve = {});
 // `source_name` stands for the file name in error messages.
 LoadResult loadString(const std::string& yaml, const std::string& source_name,
-                      const FilterCatalog& filters);
+                      const FilterCatalog& filters, const NameResolver& resolve = {});
 
 }  // namespace wsgate::config

@@ -1,4 +1,5 @@
 // wsgate: command line, logging setup, config loading, then the server.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -10,6 +11,10 @@
 #include "config/loader.h"
 #include "filters/registry.h"
 #include "gateway/server.h"
+
+namespace {
+constexpr std::chrono::milliseconds kResolveTimeout{5000};
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"wsgate: a WebSocket edge gateway (RFC 6455 handshake, routes, frame-aware relay)"};
@@ -34,12 +39,19 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::flush_on(spdlog::level::trace);
 
-  auto loaded = wsgate::config::loadFile(config_path, wsgate::filters::Registry::global());
+  // Host names in endpoints are looked up here, once, each bounded like a connect.
+  auto loaded = wsgate::config::loadFile(config_path, wsgate::filters::Registry::global(),
+                                         wsgate::config::systemNameResolver(kResolveTimeout));
   if (!loaded.config) {
     std::cerr << loaded.diagnostics.format();
     std::cerr << config_path << ": " << loaded.diagnostics.errors().size()
               << " error(s); configuration rejected\n";
     return 1;
+  }
+  for (const auto& cluster : loaded.config->clusters) {
+    for (const auto& endpoint : cluster.endpoints) {
+      if (!endpoint.host.empty()) spdlog::info("cluster {}: endpoint {}", cluster.name, endpoint.text());
+    }
   }
   if (check) {
     std::cout << config_path << ": configuration OK\n";

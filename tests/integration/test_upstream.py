@@ -1,13 +1,15 @@
 """Upstream selection and failures, and the rule that only a valid 101 opens a tunnel."""
 import asyncio
+import re
 import socket
+import subprocess
 import time
 
 import pytest
 import websockets
 
-from conftest import app_config, dead_port, run, wait_for
-from wsproto import RawClient, encode_frame
+from conftest import WSGATE, app_config, dead_port, gateway_config, run, wait_for
+from wsproto import TEXT, RawClient, encode_frame
 
 
 def test_backend_down_gets_502(start_gateway):
@@ -37,6 +39,37 @@ def test_dead_endpoint_is_skipped_for_the_next_one(start_gateway, backends):
     assert record["connections"] == 6
     # Round-robin puts the dead endpoint first for about half the connections.
     assert gw.metric("wsgate_upstream_connect_failures_total", cluster="app") >= 1
+
+
+def test_endpoint_named_by_host_name_is_resolved_when_the_config_is_loaded(start_gateway,
+                                                                           backends, tmp_path):
+    port, record = backends.echo()
+    routes = """      - name: app
+        match: { path_prefix: /app }
+        cluster: app
+"""
+    clusters = f"""  - name: app
+    endpoints: ["localhost:{port}"]
+"""
+    gw = start_gateway(gateway_config(routes, clusters, workers=1))
+    assert re.search(rf"info cluster app: endpoint localhost:{port} \(127\.0\.0\.1\)", gw.log())
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+    c.send(encode_frame(TEXT, "by name"))
+    assert c.read_message()[1] == b"by name"
+    c.close()
+    assert wait_for(lambda: record["messages"] == ["by name"], timeout=5)
+
+    # A name that does not resolve is a config error at its line: the gateway does not start.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(gateway_config(routes, clusters.replace(f"localhost:{port}",
+                                                           "no-such-host.invalid:9000")))
+    for args in (["--check"], []):
+        out = subprocess.run([WSGATE, "--config", str(bad), *args], capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 1, out.stderr
+        assert re.search(r"bad\.yaml:\d+:\d+: clusters\[1\]\.endpoints\[0\]: cannot resolve "
+                         r'"no-such-host\.invalid": \S', out.stderr), out.stderr
 
 
 def test_round_robin_spreads_connections_over_endpoints(start_gateway, backends):

@@ -1,5 +1,9 @@
 #include "config/loader.h"
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "filters/registry.h"
@@ -324,6 +328,96 @@ clusters: [ { name: e, type: magic } ]
 )");
   EXPECT_EQ(result.config, nullptr);
   EXPECT_EQ(result.diagnostics.errors().size(), 4u) << result.diagnostics.format();
+}
+
+}  // namespace
+}  // namespace wsgate::config
+
+namespace wsgate::config {
+namespace {
+
+// A resolver that knows a fixed table and records what it was asked.
+struct FakeResolver {
+  std::map<std::string, std::vector<std::string>> table;
+  std::vector<std::vector<std::string>> calls;
+  NameResolver function() {
+    return [this](const std::vector<std::string>& names) {
+      calls.push_back(names);
+      std::vector<Resolved> out;
+      for (const auto& name : names) {
+        auto it = table.find(name);
+        if (it == table.end()) {
+          out.push_back({{}, "Name or service not known"});
+        } else {
+          out.push_back({it->second, ""});
+        }
+      }
+      return out;
+    };
+  }
+};
+
+TEST(LoaderNames, AHostNameBecomesOneEndpointPerAddressInTheWrittenOrder) {
+  FakeResolver dns{{{"backend.internal", {"10.0.0.5", "fd00::5"}}, {"other", {"10.0.0.9"}}}, {}};
+  LoadResult result = loadString(std::string(kBase) +
+                                     "  - name: s\n"
+                                     "    endpoints: [\"10.0.0.1:80\", \"backend.internal:9000\",\n"
+                                     "                \"other:81\", \"backend.internal:9001\"]\n",
+                                 "test.yaml", filters::Registry::global(), dns.function());
+  ASSERT_NE(result.config, nullptr) << result.diagnostics.format();
+  const Cluster* s = result.config->findCluster("s");
+  ASSERT_NE(s, nullptr);
+  std::vector<std::string> texts;
+  for (const auto& e : s->endpoints) texts.push_back(e.text());
+  EXPECT_EQ(texts, (std::vector<std::string>{
+                       "10.0.0.1:80", "backend.internal:9000 (10.0.0.5)",
+                       "backend.internal:9000 (fd00::5)", "other:81 (10.0.0.9)",
+                       "backend.internal:9001 (10.0.0.5)", "backend.internal:9001 (fd00::5)"}));
+  EXPECT_EQ(s->endpoints[2].ip, "fd00::5");
+  EXPECT_EQ(s->endpoints[2].port, 9000);
+  // Every distinct name once, in one call.
+  EXPECT_EQ(dns.calls, (std::vector<std::vector<std::string>>{{"backend.internal", "other"}}));
+}
+
+TEST(LoaderNames, AnUnresolvableNameIsAnErrorAtItsEndpoint) {
+  FakeResolver dns;
+  LoadResult result =
+      loadString(std::string(kBase) + "  - { name: s, endpoints: [\"gone.internal:80\"] }\n",
+                 "test.yaml", filters::Registry::global(), dns.function());
+  EXPECT_EQ(result.config, nullptr);
+  ASSERT_EQ(result.diagnostics.errors().size(), 1u) << result.diagnostics.format();
+  EXPECT_EQ(result.diagnostics.errors()[0].format(),
+            "test.yaml:10:28: clusters[1].endpoints[0]: cannot resolve \"gone.internal\": Name or "
+            "service not known");
+}
+
+TEST(LoaderNames, WithoutAResolverANameIsAnError) {
+  EXPECT_EQ(onlyError(std::string(kBase) + "  - { name: s, endpoints: [\"backend:80\"] }\n"),
+            "test.yaml:10:28: clusters[1].endpoints[0]: cannot resolve \"backend\": no resolver");
+}
+
+TEST(LoaderNames, WhatIsNeitherAnIpNorAHostNameIsRejectedBeforeAnyLookup) {
+  FakeResolver dns;
+  for (const char* bad : {"bad_name:80", "-x.example:80", "x-.example:80", "a..b:80",
+                          "300.1.1.1:80", "example.com.:80", "[backend]:80"}) {
+    LoadResult result = loadString(
+        std::string(kBase) + "  - { name: s, endpoints: [\"" + bad + "\"] }\n", "test.yaml",
+        filters::Registry::global(), dns.function());
+    ASSERT_EQ(result.diagnostics.errors().size(), 1u) << bad;
+    EXPECT_NE(result.diagnostics.errors()[0].format().find("invalid address"), std::string::npos)
+        << result.diagnostics.format();
+  }
+  EXPECT_TRUE(dns.calls.empty());
+}
+
+TEST(LoaderNames, ListenersAndAdminStillNeedAnIp) {
+  FakeResolver dns{{{"localhost", {"127.0.0.1"}}}, {}};
+  LoadResult result =
+      loadString(std::string(kBase) + "admin: { address: localhost:9901 }\n", "test.yaml",
+                 filters::Registry::global(), dns.function());
+  ASSERT_EQ(result.diagnostics.errors().size(), 1u);
+  EXPECT_NE(result.diagnostics.errors()[0].format().find("is not an IP address"),
+            std::string::npos);
 }
 
 }  // namespace
