@@ -133,6 +133,24 @@ print(f"- RSS per idle connection, wsgate: {num(v, 2)} KiB (target ≤ 4 KiB)"
       f"{' ✓' if v is not None and v <= 4 else ''}")
 print()
 
+# The same targets from the paired runs: wsgate and the reference under the same load at the
+# same moment, so that the machine's drift cancels out within each pair.
+paired = []
+for scenario, label, reference in [(f"paired-{s}", f"echoed {label} message", "haproxy-tcp")
+                                   for s, label in SIZES] + [
+                                       ("paired-handshakes", "handshake", "nginx")]:
+    v, spread = round_ratios(scenario, "wsgate", reference)
+    if v is not None:
+        paired.append(f"- CPU per {label}, wsgate / {reference}: {num(v, 2)} (same load, same time"
+                      f"{spread.replace('rounds', 'pairs')})"
+                      f"{(flag('wsgate', scenario) + flag(reference, scenario))[:2]}")
+if paired:
+    print("The same ratios from the paired runs (wsgate and the reference loaded at the same "
+          "time, one load generator each, both proxies on the proxy core; one ratio per pair):")
+    print()
+    print("\n".join(paired))
+    print()
+
 # Whether the load side kept up: with one core for load generator and backend, the msgs/s of the
 # echo scenarios are bounded by that core long before a proxy saturates its own.
 busy = []

@@ -10,6 +10,7 @@
 #   BENCH_PROXIES="wsgate nginx haproxy-http haproxy-tcp"   which proxies, in this order
 #   BENCH_PIN=0                do not pin the proxies to CPU 0 and the load to CPU 1
 #   BENCH_ROUNDS=N             repeat the load scenarios N times, report medians (default 1)
+#   BENCH_PAIRED=0             skip the paired runs (wsgate and its reference loaded at once)
 #   BENCH_TIMEOUT=S            wall-clock bound of the whole run (default 600 + 300 per round)
 #   WSGATE_BIN=PATH            the wsgate binary (default $BUILD_DIR/wsgate)
 #
@@ -29,6 +30,7 @@ else
 fi
 read -r -a proxies <<<"${BENCH_PROXIES:-wsgate nginx haproxy-http haproxy-tcp}"
 rounds=${BENCH_ROUNDS:-1}
+paired=${BENCH_PAIRED:-1}
 run_limit=${BENCH_TIMEOUT:-$((600 + 300 * rounds))}
 results_dir="$root/bench/results"
 
@@ -388,6 +390,46 @@ measure() {  # proxy scenario loadgen-args...
   sleep 0.5  # let closes and the backend settle before the next run
 }
 
+# wsgate and a reference under the same load at the same time, one load generator each, so that
+# the machine's drift between windows (tens of percent here) falls on both alike. Recorded as
+# scenario "paired-NAME" for both; the report takes the ratio within each pair.
+measure_pair() {  # scenario reference loadgen-args...
+  local scenario=$1 ref=$2 p i out rc
+  shift 2
+  local pair=(wsgate "$ref") lgs=() rcs=()
+  ((round % 2 == 0)) && pair=("$ref" wsgate)  # neither side always starts first
+  for p in "${pair[@]}"; do
+    alive "$p" && continue
+    for p in "${pair[@]}"; do skip "$p" "$scenario"; done
+    return
+  done
+  for p in "${pair[@]}"; do
+    local watch_args=()
+    for w in ${watch[$p]}; do watch_args+=(--watch-pid "$w"); done
+    timeout -k 2 "$(awk -v d="$duration" 'BEGIN {print int(d) + 40}')" \
+      "${pin_load[@]}" "$loadgen" "$@" --port "${port[$p]}" --warmup "$warmup" -d "$duration" \
+      "${watch_args[@]}" >"$tmp/out-$p" 2>"$tmp/human-$p" &
+    lgs+=($!)
+    started+=($!)
+  done
+  for i in 0 1; do
+    wait "${lgs[$i]}"
+    rcs[i]=$?
+  done
+  local backend_ok=true
+  backend_alive "paired $scenario" || backend_ok=false
+  for i in 0 1; do
+    p=${pair[$i]} rc=${rcs[$i]}
+    out=$(tail -n 1 "$tmp/out-$p")
+    [[ $out = '{'* ]] || out="{\"error\":$(json_str "loadgen exit $rc: $(tail -n 2 "$tmp/human-$p")")}"
+    alive "$p" || out="{\"error\":$(json_str "${status[$p]}")}"
+    $backend_ok || { out="{\"error\":$(json_str "${backend_notes[-1]}")}"; rc=1; }
+    record "$p" "$scenario" "$([[ $rc -eq 0 ]] && echo true || echo false)" "$out"
+    printf '  %-13s %-18s %s\n' "$p" "$scenario" "$(tail -n 1 "$tmp/human-$p")" >&2
+  done
+  sleep 0.5
+}
+
 hold() {  # proxy: RSS per idle connection
   local p=$1 scenario=idle
   alive "$p" || { skip "$p" "$scenario"; return; }
@@ -460,6 +502,20 @@ for ((round = 1; round <= rounds; round++)); do
   for p in "${order[@]}"; do measure "$p" rate rate -c 50 -r 5000 -s 64; done
   log "round $round, handshakes: 16 concurrent connect + upgrade + close loops"
   for p in "${order[@]}"; do measure "$p" handshakes handshakes --concurrency 16; done
+  [[ $paired = 1 ]] || continue
+  if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" haproxy-tcp "* ]]; then
+    for size in 64 4096 65536; do
+      name=paired-echo-$size
+      [[ $size = 4096 ]] && name=paired-echo-4k
+      [[ $size = 65536 ]] && name=paired-echo-64k
+      log "round $round, $name: wsgate and haproxy-tcp at the same time, 50 x 8 of $size B each"
+      measure_pair "$name" haproxy-tcp echo -c 50 -k 8 -s "$size"
+    done
+  fi
+  if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" nginx "* ]]; then
+    log "round $round, paired-handshakes: wsgate and nginx at the same time, 16 loops each"
+    measure_pair paired-handshakes nginx handshakes --concurrency 16
+  fi
 done
 
 write_report
