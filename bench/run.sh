@@ -394,13 +394,15 @@ measure() {  # proxy scenario loadgen-args...
 # the machine's drift between windows (tens of percent here) falls on both alike. Recorded as
 # scenario "paired-NAME" for both; the report takes the ratio within each pair.
 measure_pair() {  # scenario reference loadgen-args...
-  local scenario=$1 ref=$2 p i out rc
+  local scenario=$1 ref=$2 p q i out rc
   shift 2
   local pair=(wsgate "$ref") lgs=() rcs=()
   ((round % 2 == 0)) && pair=("$ref" wsgate)  # neither side always starts first
   for p in "${pair[@]}"; do
     alive "$p" && continue
-    for p in "${pair[@]}"; do skip "$p" "$scenario"; done
+    for q in "${pair[@]}"; do
+      record "$q" "$scenario" false "{\"error\":$(json_str "not measured: $p is down (${status[$p]})")}"
+    done
     return
   done
   for p in "${pair[@]}"; do
@@ -505,9 +507,9 @@ for ((round = 1; round <= rounds; round++)); do
   [[ $paired = 1 ]] || continue
   if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" haproxy-tcp "* ]]; then
     for size in 64 4096 65536; do
-      name=paired-echo-$size
-      [[ $size = 4096 ]] && name=paired-echo-4k
-      [[ $size = 65536 ]] && name=paired-echo-64k
+      name="paired-echo-$size"
+      [[ $size = 4096 ]] && name="paired-echo-4k"
+      [[ $size = 65536 ]] && name="paired-echo-64k"
       log "round $round, $name: wsgate and haproxy-tcp at the same time, 50 x 8 of $size B each"
       measure_pair "$name" haproxy-tcp echo -c 50 -k 8 -s "$size"
     done
