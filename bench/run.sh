@@ -371,22 +371,32 @@ skip() {  # proxy scenario
   record "$1" "$2" false "{\"error\":$(json_str "${status[$1]}")}"
 }
 
-measure() {  # proxy scenario loadgen-args...
-  local p=$1 scenario=$2
-  shift 2
-  alive "$p" || { skip "$p" "$scenario"; return; }
-  local watch_args=() out rc
+load() {  # proxy loadgen-args...: one bounded load generator run against it, watching its CPU
+  local p=$1 watch_args=()
+  shift
   for w in ${watch[$p]}; do watch_args+=(--watch-pid "$w"); done
   timeout -k 2 "$(awk -v d="$duration" 'BEGIN {print int(d) + 40}')" \
     "${pin_load[@]}" "$loadgen" "$@" --port "${port[$p]}" --warmup "$warmup" -d "$duration" \
-    "${watch_args[@]}" --backend-pid "$backend_pid" >"$tmp/out" 2>"$tmp/human"
-  rc=$?
-  out=$(tail -n 1 "$tmp/out")
-  [[ $out = '{'* ]] || out="{\"error\":$(json_str "loadgen exit $rc: $(tail -n 2 "$tmp/human")")}"
+    "${watch_args[@]}" >"$tmp/out-$p" 2>"$tmp/human-$p"
+}
+record_load() {  # proxy scenario loadgen-exit-status backend-ok: records what load() wrote
+  local p=$1 scenario=$2 rc=$3 out
+  out=$(tail -n 1 "$tmp/out-$p")
+  [[ $out = '{'* ]] || out="{\"error\":$(json_str "loadgen exit $rc: $(tail -n 2 "$tmp/human-$p")")}"
   alive "$p" || out="{\"error\":$(json_str "${status[$p]}")}"
-  backend_alive "$p $scenario" || { out="{\"error\":$(json_str "${backend_notes[-1]}")}"; rc=1; }
+  $4 || { out="{\"error\":$(json_str "${backend_notes[-1]}")}"; rc=1; }
   record "$p" "$scenario" "$([[ $rc -eq 0 ]] && echo true || echo false)" "$out"
-  printf '  %-13s %-11s %s\n' "$p" "$scenario" "$(tail -n 1 "$tmp/human")" >&2
+  printf '  %-13s %-18s %s\n' "$p" "$scenario" "$(tail -n 1 "$tmp/human-$p")" >&2
+}
+
+measure() {  # proxy scenario loadgen-args...
+  local p=$1 scenario=$2 rc backend_ok=true
+  shift 2
+  alive "$p" || { skip "$p" "$scenario"; return; }
+  load "$p" "$@" --backend-pid "$backend_pid"
+  rc=$?
+  backend_alive "$p $scenario" || backend_ok=false
+  record_load "$p" "$scenario" "$rc" "$backend_ok"
   sleep 0.5  # let closes and the backend settle before the next run
 }
 
@@ -394,7 +404,7 @@ measure() {  # proxy scenario loadgen-args...
 # the machine's drift between windows (tens of percent here) falls on both alike. Recorded as
 # scenario "paired-NAME" for both; the report takes the ratio within each pair.
 measure_pair() {  # scenario reference loadgen-args...
-  local scenario=$1 ref=$2 p q i out rc
+  local scenario=$1 ref=$2 p q i
   shift 2
   local pair=(wsgate "$ref") lgs=() rcs=()
   ((round % 2 == 0)) && pair=("$ref" wsgate)  # neither side always starts first
@@ -406,11 +416,7 @@ measure_pair() {  # scenario reference loadgen-args...
     return
   done
   for p in "${pair[@]}"; do
-    local watch_args=()
-    for w in ${watch[$p]}; do watch_args+=(--watch-pid "$w"); done
-    timeout -k 2 "$(awk -v d="$duration" 'BEGIN {print int(d) + 40}')" \
-      "${pin_load[@]}" "$loadgen" "$@" --port "${port[$p]}" --warmup "$warmup" -d "$duration" \
-      "${watch_args[@]}" >"$tmp/out-$p" 2>"$tmp/human-$p" &
+    load "$p" "$@" &
     lgs+=($!)
     started+=($!)
   done
@@ -420,16 +426,12 @@ measure_pair() {  # scenario reference loadgen-args...
   done
   local backend_ok=true
   backend_alive "paired $scenario" || backend_ok=false
-  for i in 0 1; do
-    p=${pair[$i]} rc=${rcs[$i]}
-    out=$(tail -n 1 "$tmp/out-$p")
-    [[ $out = '{'* ]] || out="{\"error\":$(json_str "loadgen exit $rc: $(tail -n 2 "$tmp/human-$p")")}"
-    alive "$p" || out="{\"error\":$(json_str "${status[$p]}")}"
-    $backend_ok || { out="{\"error\":$(json_str "${backend_notes[-1]}")}"; rc=1; }
-    record "$p" "$scenario" "$([[ $rc -eq 0 ]] && echo true || echo false)" "$out"
-    printf '  %-13s %-18s %s\n' "$p" "$scenario" "$(tail -n 1 "$tmp/human-$p")" >&2
-  done
+  for i in 0 1; do record_load "${pair[$i]}" "$scenario" "${rcs[$i]}" "$backend_ok"; done
   sleep 0.5
+}
+
+echo_scenario() {  # size in bytes: the scenario's name
+  case $1 in 4096) echo echo-4k ;; 65536) echo echo-64k ;; *) echo "echo-$1" ;; esac
 }
 
 hold() {  # proxy: RSS per idle connection
@@ -494,9 +496,7 @@ for ((round = 1; round <= rounds; round++)); do
   shift_by=$(((round - 1) % ${#proxies[@]}))
   order=("${proxies[@]:shift_by}" "${proxies[@]:0:shift_by}")
   for size in 64 4096 65536; do
-    name=echo-$size
-    [[ $size = 4096 ]] && name=echo-4k
-    [[ $size = 65536 ]] && name=echo-64k
+    name=$(echo_scenario "$size")
     log "round $round, $name: 50 connections x 8 messages in flight of $size B"
     for p in "${order[@]}"; do measure "$p" "$name" echo -c 50 -k 8 -s "$size"; done
   done
@@ -507,9 +507,7 @@ for ((round = 1; round <= rounds; round++)); do
   [[ $paired = 1 ]] || continue
   if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" haproxy-tcp "* ]]; then
     for size in 64 4096 65536; do
-      name="paired-echo-$size"
-      [[ $size = 4096 ]] && name="paired-echo-4k"
-      [[ $size = 65536 ]] && name="paired-echo-64k"
+      name=paired-$(echo_scenario "$size")
       log "round $round, $name: wsgate and haproxy-tcp at the same time, 50 x 8 of $size B each"
       measure_pair "$name" haproxy-tcp echo -c 50 -k 8 -s "$size"
     done
