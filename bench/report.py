@@ -143,7 +143,7 @@ for scenario, label, reference in [(f"paired-{s}", f"echoed {label} message", "h
     if v is not None:
         paired.append(f"- CPU per {label}, wsgate / {reference}: {num(v, 2)} (same load, same time"
                       f"{spread.replace('rounds', 'pairs')})"
-                      f"{(flag('wsgate', scenario) + flag(reference, scenario))[:2]}")
+                      f"{flag('wsgate', scenario) or flag(reference, scenario)}")
 if paired:
     print("The same ratios from the paired runs (wsgate and the reference loaded at the same "
           "time, one load generator each, both proxies on the proxy core; one ratio per pair):")
