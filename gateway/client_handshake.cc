@@ -1,5 +1,8 @@
 #include "gateway/client_handshake.h"
 
+#include <array>
+#include <charconv>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -57,9 +60,24 @@ error_code parseHeadNow(Stream& stream, beast::flat_buffer& buffer,
   return ec;
 }
 
+// The client's address as text, for X-Forwarded-For, filters and logs. IPv4 is written here:
+// inet_ntop formats it with sprintf, a measurable share of a handshake's user time.
+std::string addressText(const asio::ip::address& address) {
+  if (!address.is_v4()) return address.to_string();
+  const auto bytes = address.to_v4().to_bytes();
+  std::string text;  // at most 15 characters: no allocation
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (i > 0) text += '.';
+    std::array<char, 3> digits;
+    const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), bytes[i]).ptr;
+    text.append(digits.data(), end);
+  }
+  return text;
+}
+
 class RequestView final : public filters::HandshakeRequest {
  public:
-  RequestView(const http::request_header<>& request, std::string_view client,
+  RequestView(const RequestHead& request, std::string_view client,
               std::string_view route)
       : request_(request), client_(client), route_(route) {}
   std::optional<std::string_view> header(std::string_view name) const override {
@@ -72,7 +90,7 @@ class RequestView final : public filters::HandshakeRequest {
   std::string_view routeName() const override { return route_; }
 
  private:
-  const http::request_header<>& request_;
+  const RequestHead& request_;
   std::string_view client_;
   std::string_view route_;
 };
@@ -132,7 +150,7 @@ asio::awaitable<void> Handshake::run() {
     co_return;  // the client left; nobody to answer
   }
   if (read_ec) co_return co_await reject(400, "malformed HTTP request", "malformed");
-  const http::request_header<>& request = parser.get().base();
+  const RequestHead& request = parser.get().base();
   if (static_cast<size_t>(std::distance(request.begin(), request.end())) >
       listener_.max_request_headers) {
     co_return co_await reject(431, "too many request headers", "too_many_headers");
@@ -311,7 +329,7 @@ asio::awaitable<void> serveClient(WorkerContext& worker, std::shared_ptr<const R
                                   size_t listener_index, asio::ip::tcp::socket socket,
                                   asio::ip::tcp::endpoint peer) {
   Handshake handshake(worker, std::move(table), listener_index, std::move(socket),
-                      peer.address().to_string());
+                      addressText(peer.address()));
   co_await handshake.run();
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <memory>
 #include <vector>
 
 #include <boost/beast/core/string.hpp>
@@ -37,11 +38,13 @@ void forEachToken(std::string_view list, Visit&& visit) {
   }
 }
 
-// Tokens of every header `field` (a list may be split over several header lines).
+// Tokens of every `field` line of `fields`, in order. A list may be split over several lines
+// anywhere in the head, so every line is looked at: a lookup by name would find the first line
+// and walk on only through the lines that follow it directly.
 template <typename Fields, typename Visit>
 void forEachHeaderToken(const Fields& fields, http::field field, Visit&& visit) {
-  for (auto it = fields.find(field); it != fields.end() && it->name() == field; ++it) {
-    forEachToken(it->value(), visit);
+  for (const auto& line : fields) {
+    if (line.name() == field) forEachToken(line.value(), visit);
   }
 }
 
@@ -51,14 +54,6 @@ std::string_view extensionName(std::string_view extension) {
 
 bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
-
-// True if any `field` header line of `fields` lists `token`.
-template <typename Fields>
-bool headerHasToken(const Fields& fields, http::field field, std::string_view token) {
-  bool found = false;
-  forEachHeaderToken(fields, field, [&](std::string_view t) { found = found || iequals(t, token); });
-  return found;
 }
 
 bool isBase64Key(std::string_view key) {
@@ -103,62 +98,106 @@ bool tokenListContains(std::string_view list, std::string_view token) {
   return found;
 }
 
-std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
-    const http::request_header<>& request) {
+namespace {
+
+// What validation needs of a request head, gathered in one pass over its fields: a lookup by
+// name walks Beast's tree of fields with a case-insensitive compare, a dozen of them per head.
+struct RequestFacts {
+  std::string_view host, key, version;  // first line of each
+  size_t hosts = 0, keys = 0, versions = 0;
+  bool body = false;                // Transfer-Encoding, or a Content-Length other than zero
+  bool upgrade = false;             // any Upgrade line
+  bool upgrade_websocket = false;   // an Upgrade line listing websocket
+  bool connection_upgrade = false;  // a Connection line listing upgrade
+};
+
+// Anything but a zero length ("0", "00") means bytes that would be mistaken for frames.
+bool isZeroLength(std::string_view length) {
+  length = trim(length);
+  return !length.empty() && length.find_first_not_of('0') == std::string_view::npos;
+}
+
+RequestFacts gatherRequestFacts(const RequestHead& request, ClientUpgrade& offers) {
+  RequestFacts facts;
+  for (const auto& line : request) {
+    const std::string_view value = line.value();
+    switch (line.name()) {
+      case http::field::host:
+        if (facts.hosts++ == 0) facts.host = value;
+        break;
+      case http::field::sec_websocket_key:
+        if (facts.keys++ == 0) facts.key = value;
+        break;
+      case http::field::sec_websocket_version:
+        if (facts.versions++ == 0) facts.version = value;
+        break;
+      case http::field::content_length:
+        facts.body = facts.body || !isZeroLength(value);
+        break;
+      case http::field::transfer_encoding:
+        facts.body = true;
+        break;
+      case http::field::upgrade:
+        facts.upgrade = true;
+        facts.upgrade_websocket = facts.upgrade_websocket || tokenListContains(value, "websocket");
+        break;
+      case http::field::connection:
+        facts.connection_upgrade = facts.connection_upgrade || tokenListContains(value, "upgrade");
+        break;
+      case http::field::sec_websocket_protocol:
+        forEachToken(value, [&](std::string_view t) { offers.protocols.emplace_back(t); });
+        break;
+      case http::field::sec_websocket_extensions:
+        forEachToken(value, [&](std::string_view t) {
+          offers.extension_names.emplace_back(extensionName(t));
+        });
+        break;
+      default:
+        break;
+    }
+  }
+  return facts;
+}
+
+}  // namespace
+
+std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(const RequestHead& request) {
   if (request.method() != http::verb::get) {
     return bad(400, "the WebSocket handshake must be a GET", "bad_method");
   }
   if (request.version() < 11) {
     return bad(400, "the WebSocket handshake needs HTTP/1.1", "bad_http_version");
   }
-  if (request.find(http::field::host) == request.end() ||
-      trim(request[http::field::host]).empty()) {
+  ClientUpgrade upgrade_request;
+  const RequestFacts facts = gatherRequestFacts(request, upgrade_request);
+  if (facts.hosts == 0 || trim(facts.host).empty()) {
     return bad(400, "missing Host header", "missing_host");
   }
   // Two values would let the router or a filter read one and the backend act on the other.
-  for (const auto field : {http::field::host, http::field::sec_websocket_key,
-                           http::field::sec_websocket_version}) {
-    if (request.count(field) > 1) {
+  for (const auto& [field, count] : {std::pair{http::field::host, facts.hosts},
+                                     std::pair{http::field::sec_websocket_key, facts.keys},
+                                     std::pair{http::field::sec_websocket_version, facts.versions}}) {
+    if (count > 1) {
       return bad(400, "repeated " + std::string(http::to_string(field)) + " header",
                  "repeated_header");
     }
   }
-  if (request.find(http::field::content_length) != request.end()) {
-    // Anything but a zero length ("0", "00") means bytes that would be mistaken for frames.
-    const std::string_view length = trim(request[http::field::content_length]);
-    if (length.empty() || length.find_first_not_of('0') != std::string_view::npos) {
-      return bad(400, "an upgrade request cannot carry a body", "has_body");
-    }
-  }
-  if (request.find(http::field::transfer_encoding) != request.end()) {
-    return bad(400, "an upgrade request cannot carry a body", "has_body");
-  }
-  if (request.find(http::field::upgrade) == request.end()) {
-    return bad(400, "missing Upgrade: websocket", "missing_upgrade");
-  }
-  if (!headerHasToken(request, http::field::upgrade, "websocket")) {
+  if (facts.body) return bad(400, "an upgrade request cannot carry a body", "has_body");
+  if (!facts.upgrade) return bad(400, "missing Upgrade: websocket", "missing_upgrade");
+  if (!facts.upgrade_websocket) {
     return bad(400, "only Upgrade: websocket is supported", "unsupported_upgrade");
   }
-  if (!headerHasToken(request, http::field::connection, "upgrade")) {
+  if (!facts.connection_upgrade) {
     return bad(400, "Connection header must include upgrade", "bad_connection");
   }
-  auto key = request.find(http::field::sec_websocket_key);
-  if (key == request.end() || !isBase64Key(trim(key->value()))) {
+  if (facts.keys == 0 || !isBase64Key(trim(facts.key))) {
     return bad(400, "missing or invalid Sec-WebSocket-Key", "bad_key");
   }
-  auto version = request.find(http::field::sec_websocket_version);
-  if (version == request.end() || trim(version->value()) != "13") {
+  if (facts.versions == 0 || trim(facts.version) != "13") {
     return bad(426, "unsupported Sec-WebSocket-Version (13 is supported)",
                "unsupported_ws_version");
   }
-  ClientUpgrade upgrade_request;
-  upgrade_request.key = std::string(trim(key->value()));
-  forEachHeaderToken(request, http::field::sec_websocket_protocol, [&](std::string_view t) {
-    upgrade_request.protocols.emplace_back(t);
-  });
-  forEachHeaderToken(request, http::field::sec_websocket_extensions, [&](std::string_view t) {
-    upgrade_request.extension_names.emplace_back(extensionName(t));
-  });
+  upgrade_request.key = trim(facts.key);
   return upgrade_request;
 }
 
@@ -166,7 +205,7 @@ namespace {
 
 // Calls `visit(name, value)` for every field of the request forwarded upstream, in order.
 template <typename Visit>
-void forEachForwardedField(const http::request_header<>& client_request,
+void forEachForwardedField(const RequestHead& client_request,
                            std::string_view client_ip, std::string_view proto, Visit&& visit) {
   // Hop-by-hop: RFC 9110 §7.6.1, plus whatever the client's Connection header names.
   static constexpr std::array<std::string_view, 6> kHopByHop = {
@@ -224,9 +263,9 @@ void forEachForwardedField(const http::request_header<>& client_request,
 
 }  // namespace
 
-http::request_header<> makeUpstreamRequest(const http::request_header<>& client_request,
+RequestHead makeUpstreamRequest(const RequestHead& client_request,
                                            std::string_view client_ip, std::string_view proto) {
-  http::request_header<> out;
+  RequestHead out;
   out.method(client_request.method());
   out.target(client_request.target());
   out.version(11);
@@ -237,7 +276,7 @@ http::request_header<> makeUpstreamRequest(const http::request_header<>& client_
   return out;
 }
 
-std::string upstreamRequestHead(const http::request_header<>& client_request,
+std::string upstreamRequestHead(const RequestHead& client_request,
                                 std::string_view client_ip, std::string_view proto) {
   HeadWriter head;
   head.requestLine(client_request.method_string(), client_request.target(), 11);
@@ -248,66 +287,118 @@ std::string upstreamRequestHead(const http::request_header<>& client_request,
   return head.finish();
 }
 
+namespace {
+
+// Fetched once: EVP_sha1() makes every digest look the algorithm up in the providers again.
+EVP_MD* sha1() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  return md;
+}
+
+// One digest context per worker thread, reinitialised for each handshake rather than allocated.
+EVP_MD_CTX* digestContext() {
+  thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(
+      EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  return context.get();
+}
+
+constexpr size_t kAcceptSize = 28;  // base64 of a 20-byte SHA-1
+
+// Writes the accept value for `key` into `out` (NUL-terminated); false if OpenSSL failed.
+bool writeAccept(std::string_view key, std::array<char, kAcceptSize + 1>& out) {
+  EVP_MD_CTX* context = digestContext();
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int digest_size = 0;
+  const bool ok = context && sha1() && EVP_DigestInit_ex(context, sha1(), nullptr) == 1 &&
+                  EVP_DigestUpdate(context, key.data(), key.size()) == 1 &&
+                  EVP_DigestUpdate(context, kGuid.data(), kGuid.size()) == 1 &&
+                  EVP_DigestFinal_ex(context, digest.data(), &digest_size) == 1 &&
+                  digest_size == 20;
+  if (!ok) return false;
+  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), digest.data(), 20);
+  return true;
+}
+
+}  // namespace
+
 std::variant<UpstreamAgreement, HttpRejection> validateUpstreamResponse(
-    const http::response_header<>& response, const ClientUpgrade& client) {
+    const ResponseHead& response, const ClientUpgrade& client) {
   constexpr std::string_view kMetric = "upstream_bad_handshake";
   if (response.result() != http::status::switching_protocols) {
     return bad(502, "upstream did not switch protocols", std::string(kMetric));
   }
-  if (!headerHasToken(response, http::field::upgrade, "websocket")) {
+  // One pass over the fields, as for the request.
+  bool upgrade_websocket = false;
+  bool connection_upgrade = false;
+  std::string_view accept;
+  size_t accepts = 0;
+  std::string_view protocol;
+  size_t protocols = 0;
+  UpstreamAgreement agreement;
+  bool unoffered_extension = false;
+  for (const auto& line : response) {
+    const std::string_view value = line.value();
+    switch (line.name()) {
+      case http::field::upgrade:
+        upgrade_websocket = upgrade_websocket || tokenListContains(value, "websocket");
+        break;
+      case http::field::connection:
+        connection_upgrade = connection_upgrade || tokenListContains(value, "upgrade");
+        break;
+      case http::field::sec_websocket_accept:
+        if (accepts++ == 0) accept = trim(value);
+        break;
+      case http::field::sec_websocket_protocol:
+        if (protocols++ == 0) protocol = trim(value);
+        break;
+      case http::field::sec_websocket_extensions:
+        forEachToken(value, [&](std::string_view extension) {
+          const std::string_view name = extensionName(extension);
+          unoffered_extension =
+              unoffered_extension ||
+              std::none_of(client.extension_names.begin(), client.extension_names.end(),
+                           [&](const std::string& n) { return iequals(n, name); });
+          if (iequals(name, "permessage-deflate")) agreement.permessage_deflate = true;
+        });
+        break;
+      default:
+        break;
+    }
+  }
+  if (!upgrade_websocket) {
     return bad(502, "upstream 101 without Upgrade: websocket", std::string(kMetric));
   }
-  if (!headerHasToken(response, http::field::connection, "upgrade")) {
+  if (!connection_upgrade) {
     return bad(502, "upstream 101 without Connection: upgrade", std::string(kMetric));
   }
-  if (trim(response[http::field::sec_websocket_accept]) != computeAccept(client.key)) {
+  std::array<char, kAcceptSize + 1> expected;
+  if (!writeAccept(client.key, expected) ||
+      accept != std::string_view(expected.data(), kAcceptSize)) {
     return bad(502, "upstream sent a wrong Sec-WebSocket-Accept", std::string(kMetric));
   }
-  auto protocol = response.find(http::field::sec_websocket_protocol);
-  if (protocol != response.end()) {
+  if (protocols > 0) {
     // Exactly one value: a second header line or a list would leave the two sides disagreeing
     // on which protocol is spoken. A list never equals an offered token (they hold no comma).
-    if (response.count(http::field::sec_websocket_protocol) > 1) {
+    if (protocols > 1) {
       return bad(502, "upstream selected more than one subprotocol", std::string(kMetric));
     }
-    const std::string_view chosen = trim(protocol->value());
-    if (std::find(client.protocols.begin(), client.protocols.end(), chosen) ==
+    if (std::find(client.protocols.begin(), client.protocols.end(), protocol) ==
         client.protocols.end()) {
       return bad(502, "upstream selected a subprotocol the client did not offer",
                  std::string(kMetric));
     }
   }
-  UpstreamAgreement agreement;
-  std::optional<HttpRejection> extension_error;
-  forEachHeaderToken(response, http::field::sec_websocket_extensions, [&](std::string_view ext) {
-    const std::string_view name = extensionName(ext);
-    const bool offered = std::any_of(client.extension_names.begin(), client.extension_names.end(),
-                                     [&](const std::string& n) { return iequals(n, name); });
-    if (!offered && !extension_error) {
-      extension_error = bad(502, "upstream selected an extension the client did not offer",
-                            std::string(kMetric));
-    }
-    if (iequals(name, "permessage-deflate")) agreement.permessage_deflate = true;
-  });
-  if (extension_error) return *extension_error;
+  if (unoffered_extension) {
+    return bad(502, "upstream selected an extension the client did not offer",
+               std::string(kMetric));
+  }
   return agreement;
 }
 
 std::string computeAccept(std::string_view key) {
-  // Fetched once: EVP_sha1() makes every digest look the algorithm up in the providers again.
-  static EVP_MD* const sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
-  EVP_MD_CTX* context = EVP_MD_CTX_new();
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int digest_size = 0;
-  const bool ok = context && sha1 && EVP_DigestInit_ex(context, sha1, nullptr) == 1 &&
-                  EVP_DigestUpdate(context, key.data(), key.size()) == 1 &&
-                  EVP_DigestUpdate(context, kGuid.data(), kGuid.size()) == 1 &&
-                  EVP_DigestFinal_ex(context, digest.data(), &digest_size) == 1;
-  EVP_MD_CTX_free(context);
-  if (!ok) return {};  // never equals a real accept value: the handshake fails closed
-  std::array<unsigned char, 64> encoded{};
-  const int n = EVP_EncodeBlock(encoded.data(), digest.data(), static_cast<int>(digest_size));
-  return std::string(reinterpret_cast<const char*>(encoded.data()), static_cast<size_t>(n));
+  std::array<char, kAcceptSize + 1> accept;
+  // Empty never equals a real accept value: the handshake fails closed.
+  return writeAccept(key, accept) ? std::string(accept.data(), kAcceptSize) : std::string();
 }
 
 http::response<http::string_body> makeErrorResponse(unsigned status, std::string_view reason,

@@ -12,6 +12,8 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "gateway/head_fields.h"
+
 namespace wsgate::gateway {
 
 namespace http = boost::beast::http;
@@ -25,7 +27,7 @@ struct HttpRejection {
 
 // What the gateway keeps of a valid client upgrade request.
 struct ClientUpgrade {
-  std::string key;                          // Sec-WebSocket-Key as sent
+  std::string_view key;                     // Sec-WebSocket-Key as sent: a view into the request
   std::vector<std::string> protocols;       // offered subprotocols, in order
   std::vector<std::string> extension_names; // offered extension names (params dropped)
 };
@@ -34,18 +36,17 @@ struct ClientUpgrade {
 // Host, Sec-WebSocket-Key or -Version sent more than once → 400,
 // non-websocket upgrade (e.g. h2c) → 400, body (Content-Length > 0 or Transfer-Encoding) → 400,
 // Sec-WebSocket-Version other than 13 → 426 (the caller adds `Sec-WebSocket-Version: 13`).
-std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(
-    const http::request_header<>& request);
+std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(const RequestHead& request);
 
 // Builds the upgrade request sent to the backend: hop-by-hop headers (Connection, Keep-Alive,
 // Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade and any named in Connection) dropped, then
 // `Connection: Upgrade`, `Upgrade: websocket`, `X-Forwarded-For` (appended to an existing one)
 // and `X-Forwarded-Proto` set. Sec-WebSocket-* headers and Host pass through unchanged.
-http::request_header<> makeUpstreamRequest(const http::request_header<>& client_request,
+RequestHead makeUpstreamRequest(const RequestHead& client_request,
                                            std::string_view client_ip, std::string_view proto);
 
 // The same request as wire bytes (see http_head.h), built without an intermediate header.
-std::string upstreamRequestHead(const http::request_header<>& client_request,
+std::string upstreamRequestHead(const RequestHead& client_request,
                                 std::string_view client_ip, std::string_view proto);
 
 // What the backend's 101 agreed to.
@@ -57,7 +58,7 @@ struct UpstreamAgreement {
 // Sec-WebSocket-Accept, a subprotocol and extensions the client offered. Any failure → a 502
 // rejection with the reason.
 std::variant<UpstreamAgreement, HttpRejection> validateUpstreamResponse(
-    const http::response_header<>& response, const ClientUpgrade& client);
+    const ResponseHead& response, const ClientUpgrade& client);
 
 // base64(SHA-1(key + RFC 6455 GUID)).
 std::string computeAccept(std::string_view key);

@@ -30,14 +30,14 @@ std::string HeadWriter::finish() {
   return std::move(out_);
 }
 
-std::string headBytes(const http::request_header<>& request) {
+std::string headBytes(const RequestHead& request) {
   HeadWriter head;
   head.requestLine(request.method_string(), request.target(), request.version());
   for (const auto& field : request) head.field(field.name_string(), field.value());
   return head.finish();
 }
 
-std::string headBytes(const http::response_header<>& response) {
+std::string headBytes(const ResponseHead& response) {
   HeadWriter head;
   head.statusLine(response.version(), response.result_int(), response.reason());
   for (const auto& field : response) head.field(field.name_string(), field.value());

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include <boost/beast/http/message.hpp>
+#include "gateway/head_fields.h"
 
 namespace wsgate::gateway {
 
@@ -27,8 +27,8 @@ class HeadWriter {
 };
 
 // A parsed request head as wire bytes: its request line, then every field in order.
-std::string headBytes(const boost::beast::http::request_header<>& request);
+std::string headBytes(const RequestHead& request);
 // A parsed response head as wire bytes; the reason it carries, else the standard one.
-std::string headBytes(const boost::beast::http::response_header<>& response);
+std::string headBytes(const ResponseHead& response);
 
 }  // namespace wsgate::gateway

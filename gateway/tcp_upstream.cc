@@ -22,14 +22,16 @@ TcpUpstream::TcpUpstream(WorkerContext& worker, const config::Cluster& cluster)
       failures_(worker.stats.cell(Metric::kUpstreamConnectFailures, {cluster.name})) {
   for (const auto& address : cluster.endpoints) {
     endpoints_.emplace_back(asio::ip::make_address(address.ip), address.port);
+    endpoint_texts_.push_back(address.text());
   }
 }
 
 asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
   UpstreamConnection result;
   for (size_t attempt = 0; attempt < endpoints_.size(); ++attempt) {
-    const tcp::endpoint& endpoint = endpoints_[next_++ % endpoints_.size()];
-    result.endpoint = cluster_.endpoints[(next_ - 1) % endpoints_.size()].text();
+    const size_t index = next_++ % endpoints_.size();
+    const tcp::endpoint& endpoint = endpoints_[index];
+    result.endpoint = endpoint_texts_[index];
     tcp::socket socket(worker_.io);
     auto ec = startConnect(worker_.io, socket, endpoint);
     bool timed_out = false;

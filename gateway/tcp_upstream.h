@@ -3,6 +3,7 @@
 // sent yet). Each failed attempt counts in wsgate_upstream_connect_failures_total{cluster}.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -22,6 +23,7 @@ class TcpUpstream final : public Upstream {
   WorkerContext& worker_;
   const config::Cluster& cluster_;
   std::vector<boost::asio::ip::tcp::endpoint> endpoints_;
+  std::vector<std::string> endpoint_texts_;  // as logged, written once
   size_t next_;
   Cell& failures_;
 };

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -15,7 +16,8 @@ namespace wsgate::gateway {
 struct UpstreamConnection {
   std::optional<Stream> stream;  // set on success
   bool timed_out = false;        // failure: the last attempt ran out of connect_timeout
-  std::string endpoint;          // the endpoint used (or last tried), for logs
+  std::string_view endpoint;     // the endpoint used (or last tried), for logs; lives as long
+                                 // as the Upstream
   std::string error;             // failure: why
 };
 

@@ -243,9 +243,9 @@ void checkForwarded(const http::request_header<>& request, const ClientUpgrade& 
   // What the client's Connection header names is for this hop only (except the fields the
   // backend needs to complete the handshake).
   std::vector<std::string> named;
-  for (auto it = request.find(http::field::connection);
-       it != request.end() && it->name() == http::field::connection; ++it) {
-    std::string_view list = it->value();
+  for (const auto& line : request) {  // every Connection line, wherever it is
+    if (line.name() != http::field::connection) continue;
+    std::string_view list = line.value();
     while (true) {
       const size_t comma = list.find(',');
       std::string_view t = list.substr(0, comma);

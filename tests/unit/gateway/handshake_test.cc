@@ -134,6 +134,39 @@ TEST(ValidateUpgradeRequest, FindsTokensSplitOverSeveralHeaderLines) {
   EXPECT_TRUE(std::holds_alternative<ClientUpgrade>(validateUpgradeRequest(r)));
 }
 
+// RFC 9110 §5.3: lines of one list field need not be next to each other.
+TEST(ValidateUpgradeRequest, FindsTokensOnLinesWithOtherFieldsBetween) {
+  auto r = parse(
+      "GET /chat HTTP/1.1\r\n"
+      "Host: chat.example.com\r\n"
+      "Connection: keep-alive\r\n"
+      "Upgrade: foo/1\r\n"
+      "Sec-WebSocket-Protocol: chat.v2\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Connection: Upgrade\r\n"
+      "Sec-WebSocket-Version: 13\r\n"
+      "Upgrade: websocket\r\n"
+      "Sec-WebSocket-Protocol: chat.v1\r\n"
+      "\r\n");
+  auto result = validateUpgradeRequest(r);
+  ASSERT_TRUE(std::holds_alternative<ClientUpgrade>(result))
+      << std::get<HttpRejection>(result).reason;
+  EXPECT_EQ(std::get<ClientUpgrade>(result).protocols,
+            (std::vector<std::string>{"chat.v2", "chat.v1"}));
+}
+
+TEST(ValidateUpgradeRequest, CountsRepeatedFieldsWhereverTheyAre) {
+  auto r = validRequest();
+  r.insert("X-Between", "1");
+  r.insert(http::field::sec_websocket_version, "13");
+  EXPECT_EQ(rejection(r).reason, "repeated Sec-WebSocket-Version header");
+  r = validRequest();
+  r.insert(http::field::content_length, "0");
+  r.insert("X-Between", "1");
+  r.insert(http::field::content_length, "7");
+  EXPECT_EQ(rejection(r).metric_reason, "has_body");
+}
+
 TEST(ValidateUpgradeRequest, RejectsEmptyHost) {
   auto r = validRequest();
   r.set(http::field::host, "");
@@ -331,6 +364,17 @@ TEST_F(UpstreamResponse, RejectsDeflateTheClientDidNotOffer) {
   EXPECT_EQ(failure(r), "upstream selected an extension the client did not offer");
 }
 
+TEST_F(UpstreamResponse, FindsTokensOnLinesWithOtherFieldsBetween) {
+  auto r = good();
+  r.set(http::field::connection, "keep-alive");
+  r.insert(http::field::server, "backend");
+  r.insert(http::field::connection, "upgrade");
+  r.insert(http::field::sec_websocket_extensions, "permessage-deflate");
+  r.insert(http::field::date, "Thu, 03 Dec 2026 10:00:00 GMT");
+  r.insert(http::field::sec_websocket_extensions, "x-unknown");
+  EXPECT_EQ(failure(r), "upstream selected an extension the client did not offer");
+}
+
 TEST_F(UpstreamResponse, AcceptsMixedCaseTokensAndHeadersSplitOverLines) {
   auto r = good();
   r.set(http::field::upgrade, "WebSocket");
@@ -384,6 +428,22 @@ TEST(UpstreamRequestHead, IsTheForwardedRequestAsWireBytes) {
   EXPECT_EQ(head.find("X-Private"), std::string::npos);
   EXPECT_NE(head.find("\r\nX-Forwarded-For: 203.0.113.7, 10.1.2.3\r\n"), std::string::npos);
   EXPECT_TRUE(head.ends_with("X-Forwarded-Proto: http\r\n\r\n"));
+}
+
+TEST(UpstreamRequestHead, DropsWhatAnyConnectionLineNames) {
+  auto r = parse(
+      "GET /chat HTTP/1.1\r\n"
+      "Host: chat.example.com\r\n"
+      "Connection: Upgrade\r\n"
+      "Upgrade: websocket\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Connection: X-Private\r\n"
+      "Sec-WebSocket-Version: 13\r\n"
+      "X-Private: secret\r\n"
+      "\r\n");
+  const std::string head = upstreamRequestHead(r, "10.1.2.3", "http");
+  EXPECT_EQ(head.find("X-Private"), std::string::npos) << head;
+  EXPECT_EQ(head, headBytes(makeUpstreamRequest(r, "10.1.2.3", "http")));
 }
 
 TEST(UpstreamRequestHead, HonoursEveryTokenOfALongConnectionHeader) {
