@@ -215,7 +215,12 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   if (injectReady(flow)) {
     sendInject(f, {parts.data(), count});
   } else if (count > 0) {
-    emit(f, {parts.data(), count});
+    // The backend's close that completes the client's closing handshake: maybeFinish closes
+    // the client right after it, and the FIN goes out in the same segment.
+    const LegState& client = leg_state_[kClient];
+    const bool last = f == kUpstream && flow.mode == Mode::kDone && client.close_received &&
+                      client.close_queued && !flows_[kUpstream].inject;
+    emit(f, {parts.data(), count}, last);
   }
   maybeFinish();
 }
@@ -280,7 +285,7 @@ void Session::onFrameEnd(int f) {
   if (flow.inject && flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
 }
 
-bool Session::emit(int f, std::span<const const_buffer> parts) {
+bool Session::emit(int f, std::span<const const_buffer> parts, bool last) {
   if (finished_) return true;
   Flow& flow = flows_[f];
   const int to = 1 - f;
@@ -290,7 +295,7 @@ bool Session::emit(int f, std::span<const const_buffer> parts) {
   for (const auto& part : parts) total += part.size();
   if (total == 0) return true;
   error_code ec;
-  size_t written = legs_[to].writeSome(parts, ec);
+  size_t written = legs_[to].writeSome(parts, ec, last);
   if (ec == boost::asio::error::would_block) {
     written = 0;
   } else if (ec) {

@@ -140,7 +140,7 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
 
   // Writes `parts` toward leg `1 - f`, keeping what the socket cannot take; false (nothing
   // written) while earlier bytes are still pending.
-  bool emit(int f, std::span<const boost::asio::const_buffer> parts);
+  bool emit(int f, std::span<const boost::asio::const_buffer> parts, bool last = false);
   void keepPending(Flow& flow, std::span<const boost::asio::const_buffer> parts, size_t skip);
   void writePending(int f);
   void onPendingWritten(int f, const boost::system::error_code& ec, size_t n);

@@ -73,15 +73,18 @@ class Stream {
   size_t readSome(boost::asio::mutable_buffer buffer, boost::system::error_code& ec) {
     return drainingReadNow(socket_, buffer, ec);
   }
+  // `more`: the stream is closed right after, so the kernel may keep these bytes for the FIN to
+  // ride in the same segment (MSG_MORE; the close pushes them).
   size_t writeSome(std::span<const boost::asio::const_buffer> buffers,
-                   boost::system::error_code& ec) {
+                   boost::system::error_code& ec, bool more = false) {
+    const int flags = MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0);
     for (;;) {
       // send() for one buffer, the common case: no msghdr to copy in.
       const ssize_t n =
           buffers.size() == 1
               ? calls::sendBytes(socket_.native_handle(), buffers[0].data(), buffers[0].size(),
-                                 MSG_DONTWAIT | MSG_NOSIGNAL)
-              : sendVector(buffers);
+                                 flags)
+              : sendVector(buffers, flags);
       if (n >= 0) return static_cast<size_t>(n);
       if (errno == EINTR) continue;
       ec = errnoCode();
@@ -101,7 +104,7 @@ class Stream {
   Socket& socket() { return socket_; }
 
  private:
-  ssize_t sendVector(std::span<const boost::asio::const_buffer> buffers) {
+  ssize_t sendVector(std::span<const boost::asio::const_buffer> buffers, int flags) {
     std::array<iovec, 4> iov{};
     const size_t count = std::min(buffers.size(), iov.size());
     for (size_t i = 0; i < count; ++i) {
@@ -111,7 +114,7 @@ class Stream {
     msghdr message{};
     message.msg_iov = iov.data();
     message.msg_iovlen = count;
-    return calls::sendMessage(socket_.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return calls::sendMessage(socket_.native_handle(), &message, flags);
   }
 
   static boost::system::error_code errnoCode() {

@@ -1,0 +1,63 @@
+"""Segments the gateway saves by knowing where a connection's bytes begin and end: the upgrade
+request sent to the backend carries the last ACK of the TCP handshake, and the close that ends a
+client's closing handshake carries the FIN. Counted by the receiving socket (TCP_INFO's
+tcpi_segs_in), so a test fails if either goes back to a segment of its own."""
+import socket
+import struct
+
+from conftest import accept_for, app_config
+from wsproto import CLOSE, RawClient, close_payload, encode_frame
+
+# struct tcp_info (linux/tcp.h): tcpi_segs_in follows tcpi_segs_out at byte 136.
+SEGS_IN_OFFSET = 140
+
+
+def segments_received(sock):
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("I", info, SEGS_IN_OFFSET)[0]
+
+
+def test_upgrade_request_carries_the_connect_ack(start_gateway, backends):
+    async def respond(reader, writer, record):
+        head = await reader.readuntil(b"\r\n\r\n")
+        # Everything this connection has received so far: its SYN, then the request.
+        record["segments"] = segments_received(writer.get_extra_info("socket"))
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key)
+                     + b"\r\n\r\n")
+        await reader.read(1 << 16)  # the client's close, relayed
+        writer.write(encode_frame(CLOSE, close_payload(1000), mask=False))
+        await writer.drain()
+
+    port, record = backends.raw(respond)
+    gw = start_gateway(app_config([port], workers=1))
+    client = RawClient(gw.port)
+    client.upgrade("/app")
+    client.send(encode_frame(CLOSE, close_payload(1000)))
+    assert client.read_close() == (1000, "")
+    assert client.wait_end() == "fin"
+    client.close()
+    assert record["segments"] == 2, (
+        f"the backend received {record['segments']} segments up to the end of the upgrade "
+        "request, not 2 (SYN, request): the connect's last ACK went out on its own")
+
+
+def test_close_that_ends_the_client_handshake_carries_the_fin(start_gateway, backends):
+    port, _ = backends.echo()
+    gw = start_gateway(app_config([port], workers=1))
+    counts = []  # segments each client received from sending its close to the end
+    for _ in range(5):
+        client = RawClient(gw.port)
+        client.upgrade("/app")
+        before = segments_received(client.sock)
+        client.send(encode_frame(CLOSE, close_payload(1000, "bye")))
+        assert client.read_close() == (1000, "bye")
+        assert client.wait_end() == "fin"
+        counts.append(segments_received(client.sock) - before)
+        client.close()
+    # The FIN is part of the segment that brought the close: none arrives after it.
+    # The close and the FIN need two segments unless they share one. The gateway's ACK of the
+    # client's close rides along too, unless a slow machine made it go out on its own first.
+    assert 1 in counts, f"segments after the client's close, per connection: {counts}"
