@@ -26,6 +26,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -101,10 +102,32 @@ double processCpuMicros(const std::string& pid) {
   return static_cast<double>(utime + stime) * 1e6 / kTicksPerSecond;
 }
 
+// TCP segments sent so far by every process of this network namespace (OutSegs of the Tcp line
+// of /proc/net/snmp); -1 if unreadable.
+double tcpSegmentsSent() {
+  std::ifstream snmp("/proc/net/snmp");
+  std::string line;
+  std::vector<std::string> names;
+  while (std::getline(snmp, line)) {
+    if (!line.starts_with("Tcp: ")) continue;
+    std::istringstream fields(line.substr(5));
+    std::vector<std::string> values{std::istream_iterator<std::string>(fields), {}};
+    if (names.empty()) {
+      names = std::move(values);
+      continue;
+    }
+    for (size_t i = 0; i < names.size() && i < values.size(); ++i) {
+      if (names[i] == "OutSegs") return std::stod(values[i]);
+    }
+  }
+  return -1;
+}
+
 struct CpuSample {
   double proxy = 0;
   double backend = 0;
   double self = 0;
+  double segments = 0;  // tcpSegmentsSent()
 };
 
 CpuSample sampleCpu(const Options& o) {
@@ -112,6 +135,7 @@ CpuSample sampleCpu(const Options& o) {
   for (int pid : o.watchPids) s.proxy += processCpuMicros(std::to_string(pid));
   if (o.backendPid > 0) s.backend = processCpuMicros(std::to_string(o.backendPid));
   s.self = processCpuMicros("self");
+  s.segments = tcpSegmentsSent();
   return s;
 }
 
@@ -723,6 +747,12 @@ class Runner {
         out["proxy_cpu_us_per_unit"] = perUnit;
         human << ", proxy CPU " << perUnit << " us/"
               << (o.mode == "handshakes" ? "handshake" : "msg");
+      }
+      // Machine-wide: everything sent on loopback in the window (client, proxy and backend, and
+      // any other load generator running beside this one).
+      if (units > 0 && cpuStart_.segments >= 0 && cpuEnd_.segments >= 0) {
+        out["tcp_segments_per_unit"] =
+            (cpuEnd_.segments - cpuStart_.segments) / static_cast<double>(units);
       }
     }
     human << ", " << stats_.connectFailures << " connect failures, " << stats_.errors << " errors"

@@ -151,6 +151,21 @@ if paired:
     print("\n".join(paired))
     print()
 
+# Segments on the wire: what a relay cannot save by spending less CPU, but can by knowing where
+# the bytes of a connection begin and end.
+segments = []
+for scenario, label in [("handshakes", "handshake"), ("echo-64", "64 B echo")]:
+    cells = [f"{p} {num(value(p, scenario, 'tcp_segments_per_unit'), 2)}" for p in proxies
+             if value(p, scenario, "tcp_segments_per_unit") is not None]
+    if cells:
+        segments.append(f"- per {label}: " + ", ".join(cells))
+if segments:
+    print("TCP segments sent on loopback per unit, by every process (load generator, proxy, "
+          "backend), in the sequential runs:")
+    print()
+    print("\n".join(segments))
+    print()
+
 # Whether the load side kept up: with one core for load generator and backend, the msgs/s of the
 # echo scenarios are bounded by that core long before a proxy saturates its own.
 busy = []
