@@ -27,7 +27,7 @@ struct HttpRejection {
 
 // What the gateway keeps of a valid client upgrade request.
 struct ClientUpgrade {
-  std::string_view key;                     // Sec-WebSocket-Key as sent: a view into the request
+  std::string key;                          // Sec-WebSocket-Key as sent
   std::vector<std::string> protocols;       // offered subprotocols, in order
   std::vector<std::string> extension_names; // offered extension names (params dropped)
 };
