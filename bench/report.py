@@ -58,6 +58,15 @@ def flag(proxy, scenario):
     return " ‡" if stalled(proxy, scenario) else ""
 
 
+def block(title, items):
+    """A titled list of lines, left out when it has none."""
+    if items:
+        print(title)
+        print()
+        print("\n".join(items))
+        print()
+
+
 def ratio(a, b):
     return a / b if a and b else None
 
@@ -144,12 +153,8 @@ for scenario, label, reference in [(f"paired-{s}", f"echoed {label} message", "h
         paired.append(f"- CPU per {label}, wsgate / {reference}: {num(v, 2)} (same load, same time"
                       f"{spread.replace('rounds', 'pairs')})"
                       f"{flag('wsgate', scenario) or flag(reference, scenario)}")
-if paired:
-    print("The same ratios from the paired runs (wsgate and the reference loaded at the same "
-          "time, one load generator each, both proxies on the proxy core; one ratio per pair):")
-    print()
-    print("\n".join(paired))
-    print()
+block("The same ratios from the paired runs (wsgate and the reference loaded at the same time, "
+      "one load generator each, both proxies on the proxy core; one ratio per pair):", paired)
 
 # Segments on the wire: what a relay cannot save by spending less CPU, but can by knowing where
 # the bytes of a connection begin and end.
@@ -159,12 +164,8 @@ for scenario, label in [("handshakes", "handshake"), ("echo-64", "64 B echo")]:
              if value(p, scenario, "tcp_segments_per_unit") is not None]
     if cells:
         segments.append(f"- per {label}: " + ", ".join(cells))
-if segments:
-    print("TCP segments sent on loopback per unit, by every process (load generator, proxy, "
-          "backend), in the sequential runs:")
-    print()
-    print("\n".join(segments))
-    print()
+block("TCP segments sent on loopback per unit, by every process (load generator, proxy, "
+      "backend), in the sequential runs:", segments)
 
 # Whether the load side kept up: with one core for load generator and backend, the msgs/s of the
 # echo scenarios are bounded by that core long before a proxy saturates its own.
@@ -179,12 +180,8 @@ for scenario, label in SIZES:
             shares.append(f"{p} {cpu['proxy_us'] / secs / 1e4:.0f}% / {load / secs / 1e4:.0f}%")
     if shares:
         busy.append(f"- {label}: " + ", ".join(shares))
-if busy:
-    print("CPU busy during the echo windows, proxy / load generator + echo backend (100% = one "
-          "core):")
-    print()
-    print("\n".join(busy))
-    print()
+block("CPU busy during the echo windows, proxy / load generator + echo backend (100% = one "
+      "core):", busy)
 
 notes = []
 for p in PROXIES:
@@ -210,8 +207,4 @@ for (p, scenario), records in sorted(rounds.items()):
             several = meta.get("rounds", 1) > 1 and scenario != "idle"
             where = f" round {r['round']}" if several else ""
             notes.append(f"- {p} {scenario}{where}: " + "; ".join(parts))
-if notes:
-    print("† Failures, ‡ stalls in this run:")
-    print()
-    print("\n".join(notes))
-    print()
+block("† Failures, ‡ stalls in this run:", notes)

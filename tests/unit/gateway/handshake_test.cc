@@ -32,6 +32,16 @@ HttpRejection rejection(const http::request_header<>& r) {
                                                        : HttpRejection{0, "", ""};
 }
 
+// The upgrade `r` is accepted as; a failure names the rejection's reason.
+ClientUpgrade accepted(const http::request_header<>& r) {
+  auto result = validateUpgradeRequest(r);
+  if (auto* bad = std::get_if<HttpRejection>(&result)) {
+    ADD_FAILURE() << "rejected: " << bad->reason;
+    return {};
+  }
+  return std::get<ClientUpgrade>(std::move(result));
+}
+
 TEST(ValidateUpgradeRequest, AcceptsValidRequest) {
   auto result = validateUpgradeRequest(validRequest());
   ASSERT_TRUE(std::holds_alternative<ClientUpgrade>(result));
@@ -119,10 +129,7 @@ TEST(ValidateUpgradeRequest, AcceptsParsedRequestWithMixedCaseNamesAndTokens) {
       "SEC-WEBSOCKET-VERSION: 13\r\n"
       "Sec-Websocket-Protocol: chat.v1\r\n"
       "\r\n");
-  auto result = validateUpgradeRequest(r);
-  ASSERT_TRUE(std::holds_alternative<ClientUpgrade>(result))
-      << std::get<HttpRejection>(result).reason;
-  EXPECT_EQ(std::get<ClientUpgrade>(result).protocols, std::vector<std::string>{"chat.v1"});
+  EXPECT_EQ(accepted(r).protocols, std::vector<std::string>{"chat.v1"});
 }
 
 TEST(ValidateUpgradeRequest, FindsTokensSplitOverSeveralHeaderLines) {
@@ -148,11 +155,7 @@ TEST(ValidateUpgradeRequest, FindsTokensOnLinesWithOtherFieldsBetween) {
       "Upgrade: websocket\r\n"
       "Sec-WebSocket-Protocol: chat.v1\r\n"
       "\r\n");
-  auto result = validateUpgradeRequest(r);
-  ASSERT_TRUE(std::holds_alternative<ClientUpgrade>(result))
-      << std::get<HttpRejection>(result).reason;
-  EXPECT_EQ(std::get<ClientUpgrade>(result).protocols,
-            (std::vector<std::string>{"chat.v2", "chat.v1"}));
+  EXPECT_EQ(accepted(r).protocols, (std::vector<std::string>{"chat.v2", "chat.v1"}));
 }
 
 TEST(ValidateUpgradeRequest, CountsRepeatedFieldsWhereverTheyAre) {
