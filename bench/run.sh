@@ -5,9 +5,12 @@
 #
 # Usage (from the repository root): make bench, or BUILD_DIR=build bench/run.sh
 #   BENCH_QUICK=1              ~1 s per scenario and 1,000 idle connections: a smoke run
-#   BENCH_DURATION=S           seconds per measurement window (default 5, quick 1)
+#   BENCH_DURATION=S           seconds each proxy is measured per scenario and round, in two
+#                              mirrored windows of half that (default 5, quick 1)
 #   BENCH_IDLE_CONNECTIONS=N   idle connections held per proxy (default 5000, quick 1000)
-#   BENCH_PROXIES="wsgate nginx haproxy-http haproxy-tcp"   which proxies, in this order
+#   BENCH_PROXIES="wsgate nginx haproxy-http haproxy-tcp"   which proxies, in this order; add
+#                              wsgate-twin (a second wsgate of the same binary) to see how far
+#                              the machine's noise alone moves a ratio
 #   BENCH_PIN=0                do not pin the proxies to CPU 0 and the load to CPU 1
 #   BENCH_ROUNDS=N             repeat the load scenarios N times, report medians (default 1)
 #   BENCH_PAIRED=0             skip the paired runs (wsgate and its reference loaded at once)
@@ -28,6 +31,7 @@ if [[ $quick = 1 ]]; then
 else
   duration=${BENCH_DURATION:-5} warmup=1 idle_conns=${BENCH_IDLE_CONNECTIONS:-5000}
 fi
+half=$(awk -v d="$duration" 'BEGIN {print d / 2}')  # each of a scenario's two windows
 read -r -a proxies <<<"${BENCH_PROXIES:-wsgate nginx haproxy-http haproxy-tcp}"
 rounds=${BENCH_ROUNDS:-1}
 paired=${BENCH_PAIRED:-1}
@@ -117,7 +121,7 @@ write_report() {
   [[ -s ${results:-} ]] || return 0
   mkdir -p "$results_dir"
   meta_args=(rounds:="$rounds" date="$(date -u '+%Y-%m-%d %H:%M UTC')" cores:="$(nproc)"
-    duration_s:="$duration" warmup_s:="$warmup" idle_connections:="$idle_conns"
+    duration_s:="$duration" window_s:="$half" warmup_s:="$warmup" idle_connections:="$idle_conns"
     pinned:="$([[ ${#pin_proxy[@]} -gt 0 ]] && echo true || echo false)"
     quick:="$([[ $quick = 1 ]] && echo true || echo false)"
     commit="$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
@@ -224,17 +228,18 @@ start_backend || die "echo backend did not start: $(cat "$tmp/echo.log")"
 declare -A port pid watch status
 # status[p]: empty while the proxy runs, else why it does not.
 
-start_wsgate() {
+start_wsgate() {  # name: wsgate, or wsgate-twin for a second instance of the same binary
+  local name=$1
   if [[ ! -x $wsgate_bin ]]; then
-    status[wsgate]="not built ($wsgate_bin missing)"
+    status[$name]="not built ($wsgate_bin missing)"
     return
   fi
-  cat >"$tmp/wsgate.yaml" <<YAML
+  cat >"$tmp/$name.yaml" <<YAML
 workers: 1
 admin: { address: 127.0.0.1:0 }
 listeners:
   - name: bench
-    address: 127.0.0.1:${port[wsgate]}
+    address: 127.0.0.1:${port[$name]}
     routes:
       - name: echo
         match: { path_prefix: / }
@@ -243,10 +248,10 @@ clusters:
   - name: backend
     endpoints: ["127.0.0.1:$backend_port"]
 YAML
-  "${pin_proxy[@]}" "$wsgate_bin" --config "$tmp/wsgate.yaml" --log-level warn \
-    >"$tmp/wsgate.log" 2>&1 &
-  pid[wsgate]=$!
-  watch[wsgate]=$!
+  "${pin_proxy[@]}" "$wsgate_bin" --config "$tmp/$name.yaml" --log-level warn \
+    >"$tmp/$name.log" 2>&1 &
+  pid[$name]=$!
+  watch[$name]=$!
 }
 
 start_nginx() {
@@ -315,11 +320,11 @@ CONF
 for p in "${proxies[@]}"; do
   port[$p]=$(free_port)
   case $p in
-    wsgate) start_wsgate ;;
+    wsgate | wsgate-twin) start_wsgate "$p" ;;
     nginx) start_nginx ;;
     haproxy-http) start_haproxy http ;;
     haproxy-tcp) start_haproxy tcp ;;
-    *) die "unknown proxy '$p' (wsgate, nginx, haproxy-http, haproxy-tcp)" ;;
+    *) die "unknown proxy '$p' (wsgate, nginx, haproxy-http, haproxy-tcp, wsgate-twin)" ;;
   esac
   [[ -n ${pid[$p]:-} ]] && started+=("${pid[$p]}")
 done
@@ -349,8 +354,8 @@ rss_pid() { [[ $1 = nginx ]] && echo "$rss_pid_nginx" || echo "${pid[$1]}"; }
 results="$tmp/results.jsonl"
 : >"$results"
 record() {  # proxy scenario ok json
-  printf '{"proxy":"%s","scenario":"%s","round":%d,"ok":%s,"result":%s}\n' "$1" "$2" "$round" \
-    "$3" "$4" >>"$results"
+  printf '{"proxy":"%s","scenario":"%s","round":%d,"window":%d,"ok":%s,"result":%s}\n' "$1" "$2" \
+    "$round" "$window" "$3" "$4" >>"$results"
 }
 alive() {  # proxy: still serving? Marks it down otherwise.
   local p=$1
@@ -375,8 +380,8 @@ load() {  # proxy loadgen-args...: one bounded load generator run against it, wa
   local p=$1 watch_args=()
   shift
   for w in ${watch[$p]}; do watch_args+=(--watch-pid "$w"); done
-  timeout -k 2 "$(awk -v d="$duration" 'BEGIN {print int(d) + 40}')" \
-    "${pin_load[@]}" "$loadgen" "$@" --port "${port[$p]}" --warmup "$warmup" -d "$duration" \
+  timeout -k 2 "$(awk -v d="$seconds" 'BEGIN {print int(d) + 40}')" \
+    "${pin_load[@]}" "$loadgen" "$@" --port "${port[$p]}" --warmup "$warmup" -d "$seconds" \
     "${watch_args[@]}" >"$tmp/out-$p" 2>"$tmp/human-$p"
 }
 record_load() {  # proxy scenario loadgen-exit-status backend-ok: records what load() wrote
@@ -487,23 +492,40 @@ hold() {  # proxy: RSS per idle connection
 # on a noisy machine. Idle memory first, while every proxy is fresh: memory freed by earlier load
 # would otherwise be reused and hide the real cost of a connection. With BENCH_ROUNDS > 1 the
 # load scenarios repeat, each round starting with the next proxy, and the report takes medians.
-log "$duration s per scenario after ${warmup} s of warm-up, $idle_conns idle connections," \
-  "$rounds round(s), pinned: ${pin_proxy[*]:-no}"
-round=1
+#
+# Each proxy is measured in two windows of half the duration, the proxies in one order and then
+# in the reverse one (A B C D D C B A): the machine's speed drifts by tens of percent within a
+# minute here, and with mirrored windows the mean of each proxy's two windows falls on the same
+# moment for all, so a steady drift cancels out instead of favouring whoever went first.
+mirrored() {  # scenario loadgen-args...: each proxy in order, then in reverse, half a window each
+  local scenario=$1 i
+  shift
+  seconds=$half
+  for window in 1 2; do
+    for ((i = 0; i < ${#order[@]}; i++)); do
+      local p=${order[i]}
+      ((window == 2)) && p=${order[${#order[@]} - 1 - i]}
+      measure "$p" "$scenario" "$@"
+    done
+  done
+  window=1 seconds=$duration
+}
+log "$duration s per proxy and scenario (two mirrored windows of $half s) after ${warmup} s of" \
+  "warm-up each, $idle_conns idle connections, $rounds round(s), pinned: ${pin_proxy[*]:-no}"
+round=1 window=1 seconds=$duration
 log "idle: RSS per idle connection, $idle_conns held"
 for p in "${proxies[@]}"; do hold "$p"; done
 for ((round = 1; round <= rounds; round++)); do
   shift_by=$(((round - 1) % ${#proxies[@]}))
   order=("${proxies[@]:shift_by}" "${proxies[@]:0:shift_by}")
   for size in 64 4096 65536; do
-    name=$(echo_scenario "$size")
-    log "round $round, $name: 50 connections x 8 messages in flight of $size B"
-    for p in "${order[@]}"; do measure "$p" "$name" echo -c 50 -k 8 -s "$size"; done
+    log "round $round, $(echo_scenario "$size"): 50 connections x 8 messages in flight of $size B"
+    mirrored "$(echo_scenario "$size")" echo -c 50 -k 8 -s "$size"
   done
   log "round $round, rate: 5,000 msg/s of 64 B over 50 connections"
-  for p in "${order[@]}"; do measure "$p" rate rate -c 50 -r 5000 -s 64; done
+  mirrored rate rate -c 50 -r 5000 -s 64
   log "round $round, handshakes: 16 concurrent connect + upgrade + close loops"
-  for p in "${order[@]}"; do measure "$p" handshakes handshakes --concurrency 16; done
+  mirrored handshakes handshakes --concurrency 16
   [[ $paired = 1 ]] || continue
   if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" haproxy-tcp "* ]]; then
     for size in 64 4096 65536; do
@@ -515,6 +537,11 @@ for ((round = 1; round <= rounds; round++)); do
   if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" nginx "* ]]; then
     log "round $round, paired-handshakes: wsgate and nginx at the same time, 16 loops each"
     measure_pair paired-handshakes nginx handshakes --concurrency 16
+  fi
+  if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" wsgate-twin "* ]]; then
+    log "round $round, twin-paired-echo-64 and twin-paired-handshakes: wsgate and its twin"
+    measure_pair twin-paired-echo-64 wsgate-twin echo -c 50 -k 8 -s 64
+    measure_pair twin-paired-handshakes wsgate-twin handshakes --concurrency 16
   fi
 done
 
