@@ -133,7 +133,7 @@ print()
 # The targets are judged on the paired runs when there are any: there the machine's drift falls on
 # wsgate and its reference alike, while one after the other it moves a ratio by more than what is
 # left between the proxies (docs/benchmarks.md, "Reading the results").
-TARGETS = [(s, f"echoed {label} message", "haproxy-tcp", "≤ 1.00, aim 0.75") for s, label in SIZES]
+TARGETS = [(s, f"echoed {size} message", "haproxy-tcp", "≤ 1.00, aim 0.75") for s, size in SIZES]
 TARGETS.append(("handshakes", "handshake", "nginx", "≤ 1.00"))
 judged_paired = any(round_ratios(f"paired-{s}", "wsgate", ref)[0] is not None
                     for s, _, ref, _ in TARGETS)
@@ -172,7 +172,7 @@ block("The CPU targets, from the paired runs (wsgate and the reference loaded at
 
 # A second instance of the same binary: how far a ratio moves when the proxies do not differ.
 twin = []
-for s, label in SIZES + [("handshakes", "handshake")]:
+for s, label in [(s, f"{size} message") for s, size in SIZES] + [("handshakes", "handshake")]:
     for scenario, how in [(s, "one after the other"), (f"twin-paired-{s}", "at the same time")]:
         v, spread = round_ratios(scenario, "wsgate-twin", "wsgate")
         if v is not None:
