@@ -132,7 +132,7 @@ print()
 
 # The targets are judged on the paired runs when there are any: there the machine's drift falls on
 # wsgate and its reference alike, while one after the other it moves a ratio by more than what is
-# left between the proxies (docs/benchmarks.md, "Reading the results").
+# left between the proxies (docs/benchmarks.md, "Targets").
 TARGETS = [(s, f"echoed {size} message", "haproxy-tcp", "≤ 1.00, aim 0.75") for s, size in SIZES]
 TARGETS.append(("handshakes", "handshake", "nginx", "≤ 1.00"))
 judged_paired = any(round_ratios(f"paired-{s}", "wsgate", ref)[0] is not None
@@ -177,7 +177,8 @@ for s, label in [(s, f"{size} message") for s, size in SIZES] + [("handshakes", 
         v, spread = round_ratios(scenario, "wsgate-twin", "wsgate")
         if v is not None:
             spread = spread.replace("rounds", "pairs") if "paired" in scenario else spread
-            twin.append(f"- CPU per {label}, {how}: {num(v, 2)} ({spread.lstrip(', ') or 'one'})"
+            spread = f" ({spread.lstrip(', ')})" if spread else ""
+            twin.append(f"- CPU per {label}, {how}: {num(v, 2)}{spread}"
                         f"{flag('wsgate-twin', scenario)}")
 block("Noise floor: wsgate-twin / wsgate, the same binary twice (no difference but the "
       "machine's):", twin)
