@@ -14,7 +14,7 @@
 #include "config/loader.h"
 #include "filters/filter.h"
 #include "filters/registry.h"
-#include "gateway/router.h"
+#include "routing/router.h"
 #include "tests/fuzz/fuzz_check.h"
 
 using namespace wsgate;

@@ -1,4 +1,4 @@
-// Fuzzes the RFC 6455 frame codec (gateway/frame_codec.h) the way the relay drives it
+// Fuzzes the RFC 6455 frame codec (codec/frame_codec.h) the way the relay drives it
 // (Session::consume): a byte stream arrives in reads of arbitrary sizes; frame headers are fed to
 // a FrameHeaderParser piece by piece, each complete header goes through FrameSequencer::check,
 // and payloads are skipped (close payloads captured, unmasked and read with closeCode).
@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "gateway/frame_codec.h"
+#include "codec/frame_codec.h"
 #include "tests/fuzz/fuzz_check.h"
 
 using namespace wsgate::gateway;

@@ -1,9 +1,9 @@
-// Fuzzes the opening handshake as gateway/client_handshake.cc runs it, through the public
+// Fuzzes the opening handshake as proxy/client_handshake.cc runs it, through the public
 // functions only:
 //  1. the client's request head is read with Beast's request parser under the listener's limits
 //     (flat_buffer and header_limit of max_request_bytes, then max_request_headers), first with
 //     one read parsed at once (parseHeadNow), then with http::read_header for the rest;
-//  2. validateUpgradeRequest (gateway/handshake.h), the router (gateway/router.h) on Host and
+//  2. validateUpgradeRequest (codec/handshake.h), the router (routing/router.h) on Host and
 //     target, and the route's `origin` filter on the Origin header;
 //  3. the request forwarded upstream (upstreamRequestHead / makeUpstreamRequest): it must be a
 //     well-formed head that a backend parses into a valid upgrade request, without the
@@ -43,9 +43,9 @@
 #include "filters/filter.h"
 #include "filters/origin.h"
 #include "filters/registry.h"
-#include "gateway/handshake.h"
-#include "gateway/http_head.h"
-#include "gateway/router.h"
+#include "codec/handshake.h"
+#include "codec/http_head.h"
+#include "routing/router.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace asio = boost::asio;

@@ -1,5 +1,5 @@
 """Relay reads that leave what they relay queued in the kernel until a later read, so that a
-busy flow of small messages costs no ACK segment per read (gateway/held_read.h). Whatever they
+busy flow of small messages costs no ACK segment per read (io/held_read.h). Whatever they
 hold, every byte is relayed once and in order, and the session still ends in a FIN: a socket
 closed with unread bytes would send a reset instead."""
 from conftest import app_config

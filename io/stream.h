@@ -1,0 +1,145 @@
+// One side of a session: a connected byte stream. The relay waits with a read into a buffer the
+// session owns only while it is small or busy (a landing slot, a lent buffer), drains the rest
+// with non-blocking reads and writes straight to the kernel, so an idle stream holds no I/O
+// buffer. Plain TCP and Unix sockets today; TLS plugs in here (reads and writes become
+// SSL-aware) without changing the session. Not thread-safe: a stream lives on its worker's
+// thread.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <span>
+#include <utility>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+
+#include "io/draining_read.h"
+#include "io/held_read.h"
+#include "io/socket_calls.h"
+
+namespace wsgate::gateway {
+
+namespace asio = boost::asio;
+using Socket = asio::generic::stream_protocol::socket;
+
+class Stream {
+ public:
+  explicit Stream(Socket socket) : socket_(std::move(socket)) {}
+  explicit Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)), holds_(true) {}
+  Stream(Stream&&) = default;
+  Stream& operator=(Stream&&) = default;
+  ~Stream() { releaseHeld(); }
+
+  // Async stream concept, for the HTTP handshake phase (Beast reads/writes through these).
+  using executor_type = Socket::executor_type;
+  executor_type get_executor() { return socket_.get_executor(); }
+  // Reads into the first buffer of `buffers` (read_some may read less than all of them); a
+  // short read leaves the socket marked drained, so the relay's first read waits without a
+  // recv that finds nothing.
+  template <typename Buffers, typename Token>
+  auto async_read_some(const Buffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
+        [this](auto handler, const Buffers& sequence) {
+          asyncDrainingRead(socket_, *boost::asio::buffer_sequence_begin(sequence),
+                            std::move(handler));
+        },
+        token, buffers);
+  }
+  template <typename Buffers, typename Token>
+  auto async_write_some(const Buffers& buffers, Token&& token) {
+    return socket_.async_write_some(buffers, std::forward<Token>(token));
+  }
+
+  // Relay phase. Reads what is there, or waits for it: `handler(error_code, size_t)`. Tried at
+  // once unless the last read drained the socket; then waits for epoll's edge, with no system
+  // call (see draining_read.h).
+  // On TCP the relay's reads may leave what they return queued in the kernel (held_read.h).
+  template <typename Handler>
+  void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
+    if (!holds_) return asyncDrainingRead(socket_, buffer, std::forward<Handler>(handler));
+    asyncReadWith(socket_, heldRead(buffer), std::forward<Handler>(handler));
+  }
+  // Writes what it can once the stream is writable: `handler(error_code, size_t)`.
+  template <typename Buffers, typename Handler>
+  void asyncWriteSome(const Buffers& buffers, Handler&& handler) {
+    held_.noteAnswer();
+    socket_.async_write_some(buffers, std::forward<Handler>(handler));
+  }
+  // Non-blocking, straight to the kernel (MSG_DONTWAIT: no fcntl/ioctl per session); `ec` is
+  // would_block when nothing is ready, eof at end of stream. A read that drains the socket
+  // spares the next asyncReadSome its first try.
+  size_t readSome(boost::asio::mutable_buffer buffer, boost::system::error_code& ec) {
+    if (!holds_) return drainingReadNow(socket_, buffer, ec);
+    return readNowWith(socket_, heldRead(buffer), ec);
+  }
+  // `more`: the stream is closed right after, so the kernel may keep these bytes for the FIN to
+  // ride in the same segment (MSG_MORE; the close pushes them).
+  size_t writeSome(std::span<const boost::asio::const_buffer> buffers,
+                   boost::system::error_code& ec, bool more = false) {
+    const int flags = MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0);
+    for (;;) {
+      // send() for one buffer, the common case: no msghdr to copy in.
+      const ssize_t n =
+          buffers.size() == 1
+              ? calls::sendBytes(socket_.native_handle(), buffers[0].data(), buffers[0].size(),
+                                 flags)
+              : sendVector(buffers, flags);
+      if (n > 0) held_.noteAnswer();
+      if (n >= 0) return static_cast<size_t>(n);
+      if (errno == EINTR) continue;
+      ec = errnoCode();
+      return 0;
+    }
+  }
+
+  void cancel() {
+    boost::system::error_code ignored;
+    socket_.cancel(ignored);
+  }
+  // Releases the descriptor; the kernel still sends what was written, then FIN.
+  void close() {
+    releaseHeld();
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+  }
+  Socket& socket() { return socket_; }
+
+ private:
+  HeldRead heldRead(boost::asio::mutable_buffer buffer) { return {&held_, buffer}; }
+  void releaseHeld() {
+    if (held_.held() != 0 && socket_.is_open()) held_.release(socket_.native_handle());
+  }
+
+  ssize_t sendVector(std::span<const boost::asio::const_buffer> buffers, int flags) {
+    std::array<iovec, 4> iov{};
+    const size_t count = std::min(buffers.size(), iov.size());
+    for (size_t i = 0; i < count; ++i) {
+      iov[i].iov_base = const_cast<void*>(buffers[i].data());
+      iov[i].iov_len = buffers[i].size();
+    }
+    msghdr message{};
+    message.msg_iov = iov.data();
+    message.msg_iovlen = count;
+    return calls::sendMessage(socket_.native_handle(), &message, flags);
+  }
+
+  static boost::system::error_code errnoCode() {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return boost::asio::error::would_block;
+    return {errno, boost::system::system_category()};
+  }
+
+  Socket socket_;
+  bool holds_ = false;
+  HeldReads held_;
+};
+
+}  // namespace wsgate::gateway

@@ -1,0 +1,336 @@
+#include "proxy/client_handshake.h"
+
+#include <array>
+#include <charconv>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "filters/filter.h"
+#include "proxy/connection_record.h"
+#include "io/deadline.h"
+#include "codec/handshake.h"
+#include "codec/http_head.h"
+#include "proxy/session.h"
+
+namespace wsgate::gateway {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
+constexpr size_t kFirstHeadRead = 4096;  // a browser's upgrade request is well under this
+constexpr size_t kMaxUpstreamHead = 16 * 1024;
+constexpr size_t kMaxUpstreamBody = 64 * 1024;  // a refusal page passed back to the client
+constexpr auto kResponseWriteTimeout = std::chrono::seconds(5);
+constexpr auto kLingerTimeout = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = 256 * 1024;
+
+// Writes what the socket takes at once (a head on a fresh connection nearly always fits), so
+// the usual case needs no asynchronous write and no deadline; returns the bytes written, with
+// `ec` set only on a real error.
+size_t writeNow(Stream& stream, std::string_view bytes, error_code& ec) {
+  const asio::const_buffer buffer(bytes.data(), bytes.size());
+  const size_t written = stream.writeSome({&buffer, 1}, ec);
+  if (ec == asio::error::would_block) ec = {};
+  return written;
+}
+
+// The listener defers accepts until the client has sent something (listener.cc), so the request
+// head is nearly always complete at accept: parse what is there at once, so that the usual
+// handshake arms no timer and needs no trip through the loop for it. Returns a parse error; a
+// read that finds nothing, or fails, is left to the asynchronous read that follows.
+error_code parseHeadNow(Stream& stream, beast::flat_buffer& buffer,
+                        http::request_parser<http::empty_body>& parser) {
+  error_code ec;
+  const size_t n =
+      stream.readSome(buffer.prepare(std::min(buffer.max_size(), kFirstHeadRead)), ec);
+  if (ec) return {};
+  buffer.commit(n);
+  buffer.consume(parser.put(buffer.data(), ec));
+  if (ec == http::error::need_more) return {};
+  return ec;
+}
+
+// The client's address as text, for X-Forwarded-For, filters and logs. IPv4 is written here:
+// inet_ntop formats it with sprintf, a measurable share of a handshake's user time.
+std::string addressText(const asio::ip::address& address) {
+  if (!address.is_v4()) return address.to_string();
+  const auto bytes = address.to_v4().to_bytes();
+  std::string text;  // at most 15 characters: no allocation
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (i > 0) text += '.';
+    std::array<char, 3> digits;
+    const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), bytes[i]).ptr;
+    text.append(digits.data(), end);
+  }
+  return text;
+}
+
+class RequestView final : public filters::HandshakeRequest {
+ public:
+  RequestView(const RequestHead& request, std::string_view client,
+              std::string_view route)
+      : request_(request), client_(client), route_(route) {}
+  std::optional<std::string_view> header(std::string_view name) const override {
+    auto it = request_.find(name);
+    if (it == request_.end()) return std::nullopt;
+    return it->value();
+  }
+  std::string_view target() const override { return request_.target(); }
+  std::string_view clientAddress() const override { return client_; }
+  std::string_view routeName() const override { return route_; }
+
+ private:
+  const RequestHead& request_;
+  std::string_view client_;
+  std::string_view route_;
+};
+
+// State of one handshake; lives in the coroutine frame.
+class Handshake {
+ public:
+  Handshake(WorkerContext& worker, std::shared_ptr<const RoutingTable> table, size_t listener,
+            asio::ip::tcp::socket socket, std::string client_ip)
+      : worker_(worker),
+        table_(std::move(table)),
+        listener_(table_->config()->listeners[listener]),
+        listener_index_(listener),
+        record_(worker.stats, listener_.name),
+        client_(std::move(socket)),
+        client_ip_(std::move(client_ip)),
+        deadline_(worker.io) {}
+
+  asio::awaitable<void> run();
+
+ private:
+  asio::awaitable<void> reject(unsigned status, std::string_view reason,
+                               std::string_view metric_reason);
+  asio::awaitable<void> send(http::response<http::string_body> response);
+  asio::awaitable<void> passBackRefusal(Stream& upstream, beast::flat_buffer& buffer,
+                                        http::response_parser<http::string_body>& parser,
+                                        const config::Cluster& cluster);
+
+  WorkerContext& worker_;
+  std::shared_ptr<const RoutingTable> table_;
+  const config::Listener& listener_;
+  size_t listener_index_;
+  ConnectionRecord record_;
+  Stream client_;
+  std::string client_ip_;
+  Deadline deadline_;
+};
+
+asio::awaitable<void> Handshake::run() {
+  // 1. Request head, bounded in bytes and time.
+  beast::flat_buffer buffer(listener_.max_request_bytes);
+  http::request_parser<http::empty_body> parser;
+  parser.header_limit(listener_.max_request_bytes);
+  error_code read_ec = parseHeadNow(client_, buffer, parser);
+  if (!read_ec && !parser.is_header_done()) {
+    deadline_.arm(listener_.request_timeout, [this] { client_.cancel(); });
+    auto [async_ec, head_size] = co_await http::async_read_header(client_, buffer, parser, kToken);
+    deadline_.disarm();
+    if (deadline_.expired()) co_return co_await reject(408, "request head timed out", "timeout");
+    read_ec = async_ec;
+  }
+  if (read_ec == http::error::header_limit || read_ec == http::error::buffer_overflow) {
+    co_return co_await reject(431, "request header too large", "header_too_large");
+  }
+  if (read_ec == http::error::end_of_stream || read_ec == asio::error::eof ||
+      read_ec == http::error::partial_message || read_ec == asio::error::connection_reset) {
+    co_return;  // the client left; nobody to answer
+  }
+  if (read_ec) co_return co_await reject(400, "malformed HTTP request", "malformed");
+  const RequestHead& request = parser.get().base();
+  if (static_cast<size_t>(std::distance(request.begin(), request.end())) >
+      listener_.max_request_headers) {
+    co_return co_await reject(431, "too many request headers", "too_many_headers");
+  }
+
+  // 2. RFC 6455 rules.
+  auto validated = validateUpgradeRequest(request);
+  if (auto* bad = std::get_if<HttpRejection>(&validated)) {
+    co_return co_await reject(bad->status, bad->reason, bad->metric_reason);
+  }
+  ClientUpgrade upgrade = std::get<ClientUpgrade>(std::move(validated));
+
+  // 3. Route.
+  auto host = request.find(http::field::host);
+  const config::Route* route =
+      table_->router(listener_index_).match(host == request.end() ? "" : host->value(),
+                                            request.target());
+  if (!route) co_return co_await reject(404, "no route for this host and path", "no_route");
+
+  // 4. Handshake filters.
+  RequestView view(request, client_ip_, route->name);
+  for (const auto& spec : route->filters) {
+    const auto* factory = static_cast<const filters::FilterFactory*>(spec.built.get());
+    const filters::HandshakeFilter* filter = factory->handshakeFilter();
+    if (!filter) continue;
+    if (auto rejection = filter->onHandshake(view)) {
+      worker_.stats.cell(Metric::kFilterRejections, {route->name, factory->name()}).add(1);
+      co_return co_await reject(rejection->status, rejection->reason, factory->name());
+    }
+  }
+
+  // 5. Upstream: connect, forward the upgrade, read the answer.
+  const config::Cluster* cluster = table_->config()->findCluster(route->cluster);
+  UpstreamConnection connection = co_await table_->upstream(route->cluster)->connect();
+  if (!connection.stream) {
+    record_.setOutcome(outcome::kUpstreamError);
+    if (connection.timed_out) {
+      co_return co_await reject(504, "upstream connect timed out", "upstream_timeout");
+    }
+    co_return co_await reject(502, "upstream unavailable", "upstream_unavailable");
+  }
+  Stream& upstream = *connection.stream;
+  const std::string forwarded = upstreamRequestHead(request, client_ip_, "http");
+  beast::flat_buffer upstream_buffer(kMaxUpstreamHead + kMaxUpstreamBody);
+  http::response_parser<http::string_body> response_parser;
+  response_parser.header_limit(kMaxUpstreamHead);
+  response_parser.body_limit(kMaxUpstreamBody);
+  // One deadline for the whole exchange: the backend must answer within response_timeout.
+  deadline_.arm(cluster->response_timeout, [&upstream] { upstream.cancel(); });
+  error_code exchange_ec;
+  const size_t sent = writeNow(upstream, forwarded, exchange_ec);
+  if (!exchange_ec && sent < forwarded.size()) {
+    auto [write_ec, written] =
+        co_await asio::async_write(upstream, asio::buffer(forwarded) + sent, kToken);
+    exchange_ec = write_ec;
+  }
+  if (!exchange_ec) {
+    auto [answer_ec, answer_size] =
+        co_await http::async_read_header(upstream, upstream_buffer, response_parser, kToken);
+    exchange_ec = answer_ec;
+  }
+  deadline_.disarm();
+  const bool timed_out = deadline_.expired();
+  if (exchange_ec || timed_out) {
+    record_.setOutcome(outcome::kUpstreamError);
+    spdlog::warn("cluster {}: upgrade exchange with {} failed: {}", cluster->name,
+                 connection.endpoint, timed_out ? "no answer in time" : exchange_ec.message());
+    if (timed_out) {
+      co_return co_await reject(504, "upstream did not answer the upgrade in time",
+                                "upstream_timeout");
+    }
+    co_return co_await reject(502, "upstream failed during the upgrade", "upstream_bad_handshake");
+  }
+  if (response_parser.get().result() != http::status::switching_protocols) {
+    co_return co_await passBackRefusal(upstream, upstream_buffer, response_parser, *cluster);
+  }
+  auto agreed = validateUpstreamResponse(response_parser.get().base(), upgrade);
+  if (auto* bad = std::get_if<HttpRejection>(&agreed)) {
+    record_.setOutcome(outcome::kUpstreamError);
+    spdlog::warn("cluster {}: bad upgrade answer from {}: {}", cluster->name, connection.endpoint,
+                 bad->reason);
+    co_return co_await reject(bad->status, bad->reason, bad->metric_reason);
+  }
+
+  // 6. Answer the client with the backend's 101, then relay.
+  const std::string switching = headBytes(response_parser.get().base());
+  error_code answer_ec;
+  const size_t answered = writeNow(client_, switching, answer_ec);
+  if (!answer_ec && answered < switching.size()) {
+    deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
+    auto [rest_ec, rest_size] =
+        co_await asio::async_write(client_, asio::buffer(switching) + answered, kToken);
+    deadline_.disarm();
+    answer_ec = rest_ec;
+  }
+  if (answer_ec) co_return;
+
+  SessionSetup setup;
+  setup.config = table_->config();
+  setup.route = route;
+  setup.client_address = client_ip_;
+  setup.permessage_deflate = std::get<UpstreamAgreement>(agreed).permessage_deflate;
+  for (const auto& spec : route->filters) {
+    const auto* factory = static_cast<const filters::FilterFactory*>(spec.built.get());
+    if (auto filter = factory->newMessageFilter()) {
+      setup.filters.push_back(std::move(filter));
+      setup.filter_names.push_back(factory->name());
+    }
+  }
+  spdlog::debug("session started: listener={} route={} client={} upstream={}", listener_.name,
+                route->name, client_ip_, connection.endpoint);
+  auto client_early = buffer.data();
+  auto upstream_early = upstream_buffer.data();
+  auto session = std::make_shared<Session>(worker_, std::move(client_), std::move(upstream),
+                                           std::move(setup), std::move(record_));
+  session->start({static_cast<const uint8_t*>(client_early.data()), client_early.size()},
+                 {static_cast<const uint8_t*>(upstream_early.data()), upstream_early.size()});
+}
+
+asio::awaitable<void> Handshake::reject(unsigned status, std::string_view reason,
+                                        std::string_view metric_reason) {
+  worker_.stats.cell(Metric::kHandshakeRejections, {listener_.name, metric_reason}).add(1);
+  if (status < 500) record_.setOutcome(outcome::kRejected);
+  spdlog::debug("handshake from {} on listener {} rejected: {} {}", client_ip_, listener_.name,
+                status, reason);
+  auto response = makeErrorResponse(status, reason);
+  if (status == 426) response.set(http::field::sec_websocket_version, "13");
+  co_await send(std::move(response));
+}
+
+asio::awaitable<void> Handshake::send(http::response<http::string_body> response) {
+  deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
+  auto [write_ec, written] = co_await http::async_write(client_, response, kToken);
+  deadline_.disarm();
+  error_code ignored;
+  if (!write_ec && client_.socket().available(ignored) > 0) {
+    // Closing with unread request bytes would make the kernel send a reset that can destroy
+    // the answer before the client reads it: send FIN, then discard what is still coming,
+    // bounded in bytes and time (a lingering close, as nginx does).
+    client_.socket().shutdown(Socket::shutdown_send, ignored);
+    deadline_.arm(kLingerTimeout, [this] { client_.cancel(); });
+    std::array<char, 4096> sink;
+    for (size_t discarded = 0; discarded < kLingerBytes;) {
+      auto [read_ec, n] = co_await client_.async_read_some(asio::buffer(sink), kToken);
+      if (read_ec) break;
+      discarded += n;
+    }
+    deadline_.disarm();
+  }
+  client_.close();
+}
+
+asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_buffer& buffer,
+                                                 http::response_parser<http::string_body>& parser,
+                                                 const config::Cluster& cluster) {
+  // No tunnel: the backend's answer goes back whole and the connection ends.
+  record_.setOutcome(outcome::kUpstreamDeclined);
+  worker_.stats.cell(Metric::kHandshakeRejections, {listener_.name, "upstream_declined"}).add(1);
+  deadline_.arm(cluster.response_timeout, [&upstream] { upstream.cancel(); });
+  auto [body_ec, body_size] = co_await http::async_read(upstream, buffer, parser, kToken);
+  deadline_.disarm();
+  upstream.close();
+  if ((body_ec && body_ec != http::error::end_of_stream) || deadline_.expired()) {
+    co_return co_await reject(502, "upstream answered the upgrade with a broken response",
+                              "upstream_bad_handshake");
+  }
+  http::response<http::string_body> response = parser.release();
+  spdlog::debug("upstream declined the upgrade from {} with {}", client_ip_, response.result_int());
+  prepareRefusalForClient(response);
+  co_await send(std::move(response));
+}
+
+}  // namespace
+
+asio::awaitable<void> serveClient(WorkerContext& worker, std::shared_ptr<const RoutingTable> table,
+                                  size_t listener_index, asio::ip::tcp::socket socket,
+                                  asio::ip::tcp::endpoint peer) {
+  Handshake handshake(worker, std::move(table), listener_index, std::move(socket),
+                      addressText(peer.address()));
+  co_await handshake.run();
+}
+
+}  // namespace wsgate::gateway

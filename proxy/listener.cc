@@ -1,0 +1,94 @@
+#include "proxy/listener.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/socket_base.hpp>
+#include <spdlog/spdlog.h>
+
+#include "proxy/client_handshake.h"
+#include "io/draining_read.h"
+#include "io/nonblocking_socket.h"
+
+namespace wsgate::gateway {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+tcp::acceptor openAcceptor(asio::io_context& io, const tcp::endpoint& endpoint) {
+  tcp::acceptor acceptor(io);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
+  using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+  acceptor.set_option(ReusePort(true));
+  if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true));
+  // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux clones the listener's
+  // TCP state): no setsockopt per connection.
+  acceptor.set_option(tcp::no_delay(true));
+  // Inherited the same way: reads learn whether they drained the socket (draining_read.h).
+  if (!reportBytesLeft(acceptor.native_handle())) {
+    spdlog::debug("TCP_INQ unavailable: relay reads use one more recv per wake-up");
+  }
+  // Accept a connection once its first bytes are there (as nginx's `deferred`): the request head
+  // is read in the same wake-up as the accept, without a recv that finds nothing. A client that
+  // sends nothing reaches accept after about a second anyway (the kernel's retried SYN-ACK), and
+  // request_timeout applies from there.
+  const int defer_seconds = 1;
+  if (::setsockopt(acceptor.native_handle(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds,
+                   sizeof defer_seconds) != 0) {
+    spdlog::debug("TCP_DEFER_ACCEPT unavailable: accepts do not wait for the first bytes");
+  }
+  acceptor.bind(endpoint);
+  acceptor.listen(asio::socket_base::max_listen_connections);
+  return acceptor;
+}
+
+Listener::Listener(WorkerContext& worker, tcp::acceptor acceptor, size_t index,
+                   const std::shared_ptr<const RoutingTable>& table)
+    : worker_(worker), acceptor_(std::move(acceptor)), index_(index), table_(table),
+      retry_(worker.io),
+      accept_failures_(worker.stats.cell(Metric::kAcceptFailures,
+                                         {table->config()->listeners[index].name})) {}
+
+void Listener::start() { accept(); }
+
+void Listener::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  retry_.cancel();
+}
+
+void Listener::accept() {
+  // The peer's address comes with the accept: no getpeername() per connection.
+  asyncAcceptNonBlocking(acceptor_, peer_, [this](const boost::system::error_code& ec,
+                                                  tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      // Typically EMFILE/ENFILE: back off so the loop does not spin, then try again. The
+      // connections wait in the kernel's backlog meanwhile.
+      accept_failures_.add(1);
+      spdlog::warn("listener {}: accept failed: {}; pausing accepts for 100ms",
+                   table_->config()->listeners[index_].name, ec.message());
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([this](const boost::system::error_code& wait_ec) {
+        if (!wait_ec) accept();
+      });
+      return;
+    }
+    asio::co_spawn(worker_.io, serveClient(worker_, table_, index_, std::move(socket), peer_),
+                   [](std::exception_ptr error) {
+                     if (!error) return;
+                     try {
+                       std::rethrow_exception(error);
+                     } catch (const std::exception& e) {
+                       spdlog::error("connection handler failed: {}", e.what());
+                     }
+                   });
+    accept();
+  });
+}
+
+}  // namespace wsgate::gateway

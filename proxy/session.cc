@@ -1,0 +1,493 @@
+#include "proxy/session.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+namespace wsgate::gateway {
+
+namespace {
+
+using boost::asio::const_buffer;
+using boost::system::error_code;
+
+filters::Direction directionOf(int flow) {
+  return flow == 0 ? filters::Direction::kClientToUpstream
+                   : filters::Direction::kUpstreamToClient;
+}
+
+}  // namespace
+
+Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionSetup setup,
+                 ConnectionRecord record)
+    : worker_(worker),
+      legs_{{std::move(client), std::move(upstream)}},
+      setup_(std::move(setup)),
+      record_(std::move(record)),
+      flows_{{Flow(true, setup_.permessage_deflate), Flow(false, setup_.permessage_deflate)}},
+      timer_(worker.io) {
+  const auto& cells = worker_.stats.routeCells(setup_.route->name);
+  for (int f = 0; f < 2; ++f) {
+    Flow& flow = flows_[f];
+    flow.frames = cells[f].frames;
+    flow.messages = cells[f].messages;
+    flow.bytes = cells[f].bytes;
+    flow.pauses = cells[f].pauses;
+    flow.protocol_errors = cells[f].protocol_errors;
+  }
+}
+
+Session::~Session() {
+  for (Flow& flow : flows_) returnLent(flow);
+  const auto lived = std::chrono::steady_clock::now() - started_;
+  spdlog::debug("session ended: route={} client={} duration={}ms", setup_.route->name,
+                setup_.client_address,
+                std::chrono::duration_cast<std::chrono::milliseconds>(lived).count());
+}
+
+void Session::start(std::span<const uint8_t> client_early,
+                    std::span<const uint8_t> upstream_early) {
+  record_.setOutcome(outcome::kRelayed);
+  started_ = last_activity_ = std::chrono::steady_clock::now();
+  armIdleTimer();
+  if (!client_early.empty()) consume(kClient, client_early.data(), client_early.size());
+  if (!upstream_early.empty()) consume(kUpstream, upstream_early.data(), upstream_early.size());
+  resumeRead(kClient);
+  resumeRead(kUpstream);
+}
+
+void Session::resumeRead(int f) {
+  Flow& flow = flows_[f];
+  if (finished_ || flow.waiting_read || flow.mode == Mode::kDone || flow.pending_size != 0) {
+    return;
+  }
+  armRead(f);
+}
+
+// The read is tried at once unless the last one drained the socket (draining_read.h); then it
+// waits for epoll's edge without re-arming the descriptor.
+void Session::armRead(int f) {
+  Flow& flow = flows_[f];
+  flow.waiting_read = true;
+  const auto buffer = flow.lent ? boost::asio::buffer(flow.lent.get(), RelayBuffers::kBufferSize)
+                                : boost::asio::buffer(flow.landing);
+  legs_[f].asyncReadSome(buffer, [self = shared_from_this(), f](const error_code& ec, size_t n) {
+    self->onLanded(f, ec, n);
+  });
+}
+
+void Session::onLanded(int f, const error_code& ec, size_t n) {
+  Flow& flow = flows_[f];
+  flow.waiting_read = false;
+  if (std::exchange(flow.reclaiming, false) && ec == boost::asio::error::operation_aborted) {
+    returnLent(flow);
+    return resumeRead(f);
+  }
+  if (finished_) return;
+  if (ec) return onLegLost(f, ec);
+  if (setup_.route->idle_timeout.count() > 0) last_activity_ = std::chrono::steady_clock::now();
+  if (flow.lent) {
+    flow.lent_used = true;
+    consume(f, flow.lent.get(), n);
+    flow.quiet_reads = n <= kLandingSize ? flow.quiet_reads + 1 : 0;
+    if (flow.quiet_reads >= kQuietReadsToReturn) returnLent(flow);
+  } else if (n < kLandingSize) {
+    consume(f, flow.landing.data(), n);  // it all fit the slot: one read for this wake-up
+  } else {
+    error_code more_ec;
+    const std::span<const uint8_t> data = drainBehindLanding(f, n, more_ec);
+    consume(f, data.data(), data.size());
+    if (more_ec && more_ec != boost::asio::error::would_block) return onLegLost(f, more_ec);
+  }
+  if (flow.mode == Mode::kDone) returnLent(flow);
+  resumeRead(f);
+}
+
+std::span<const uint8_t> Session::drainBehindLanding(int f, size_t n, error_code& ec) {
+  Flow& flow = flows_[f];
+  // Busy from now on: borrow a buffer so that the next wake-ups read straight into it.
+  if (!flow.lent) {
+    flow.lent = worker_.buffers.lend(*this);
+    flow.lent_used = true;
+  }
+  const std::span<uint8_t> into =
+      flow.lent ? std::span<uint8_t>(flow.lent.get(), RelayBuffers::kBufferSize)
+                : worker_.read_buffer;
+  std::memcpy(into.data(), flow.landing.data(), n);
+  const size_t more = legs_[f].readSome(boost::asio::buffer(into.data() + n, into.size() - n), ec);
+  return into.first(n + more);
+}
+
+void Session::returnLent(Flow& flow) {
+  if (flow.lent) worker_.buffers.giveBack(std::move(flow.lent));
+  flow.lent_used = false;
+  flow.quiet_reads = 0;
+}
+
+// Called once a sweep interval. A flow that read nothing into its lent buffer since the last
+// sweep gives it back: at once when no read owns it, else by cancelling the read (only when no
+// write is outstanding on that socket, since a cancel ends both) and re-arming on the slot.
+bool Session::returnIdleBuffers() {
+  bool holding = false;
+  for (int f = 0; f < 2; ++f) {
+    Flow& flow = flows_[f];
+    if (!flow.lent) continue;
+    if (std::exchange(flow.lent_used, false) || flow.reclaiming || finished_) {
+      holding = true;
+    } else if (!flow.waiting_read) {
+      returnLent(flow);
+    } else if (flows_[1 - f].pending_size == 0) {
+      flow.reclaiming = true;
+      legs_[f].cancel();
+      holding = true;
+    } else {
+      holding = true;
+    }
+  }
+  return holding;
+}
+
+void Session::consume(int f, const uint8_t* data, size_t size) {
+  Flow& flow = flows_[f];
+  in_consume_ = true;
+  consuming_flow_ = f;
+  bool forwarding = flow.mode == Mode::kRelay;
+  size_t forward_end = 0;
+  flow.held_size = 0;
+  size_t pos = 0;
+  while (pos < size && flow.mode != Mode::kDone) {
+    if (flow.remaining > 0) {
+      const size_t take = static_cast<size_t>(std::min<uint64_t>(flow.remaining, size - pos));
+      if (flow.capturing) capture(flow, data + pos, take);
+      pos += take;
+      flow.remaining -= take;
+      if (forwarding) forward_end = pos;
+      if (flow.remaining == 0) onFrameEnd(f);
+    } else {
+      const size_t earlier = flow.parser.buffered();
+      pos += flow.parser.feed(data + pos, size - pos);
+      if (!flow.parser.complete()) break;  // the rest of the header comes with the next read
+      const FrameHeader header = flow.parser.header();
+      bool watch_close = true;
+      if (flow.parser.invalid()) {
+        if (forwarding) {
+          flow.protocol_errors->add(1);
+          rejectSource(f, 1002, "invalid frame length");
+        }
+        // Framing is lost: no later frame (nor a close reply) can be found. Stop reading.
+        flow.mode = Mode::kDone;
+        leg_state_[f].close_received = true;
+        break;
+      }
+      if (forwarding) {
+        if (admitHeader(f, header)) {
+          if (earlier > 0) {
+            std::memcpy(flow.held.data(), flow.parser.raw().data(), earlier);
+            flow.held_size = static_cast<uint8_t>(earlier);
+          }
+          forward_end = pos;
+        } else {
+          watch_close = false;  // the rejected frame's payload is skipped
+        }
+      }
+      flow.parser.reset();
+      flow.remaining = header.payload_length;
+      flow.capturing = watch_close && header.opcode == opcode::kClose;
+      if (flow.capturing) {
+        flow.captured = 0;
+        flow.control_masked = header.masked;
+        flow.control_mask = header.mask_key;
+      }
+      if (flow.remaining == 0) onFrameEnd(f);
+    }
+    if (flow.mode != Mode::kRelay) forwarding = false;
+  }
+  in_consume_ = false;
+
+  std::array<const_buffer, 2> parts;
+  size_t count = 0;
+  if (flow.held_size > 0 && forward_end > 0) parts[count++] = {flow.held.data(), flow.held_size};
+  if (forward_end > 0) parts[count++] = {data, forward_end};
+  if (injectReady(flow)) {
+    sendInject(f, {parts.data(), count});
+  } else if (count > 0) {
+    // The backend's close that completes the client's closing handshake: maybeFinish closes
+    // the client right after it, and the FIN goes out in the same segment.
+    const LegState& client = leg_state_[kClient];
+    const bool last = f == kUpstream && flow.mode == Mode::kDone && client.close_received &&
+                      client.close_queued && !flows_[kUpstream].inject;
+    emit(f, {parts.data(), count}, last);
+  }
+  maybeFinish();
+}
+
+bool Session::admitHeader(int f, const FrameHeader& header) {
+  Flow& flow = flows_[f];
+  if (const char* violation = flow.sequencer.check(header)) {
+    flow.protocol_errors->add(1);
+    spdlog::debug("protocol error from {} on route {}: {}", legName(f), setup_.route->name,
+                  violation);
+    rejectSource(f, 1002, violation);
+    return false;
+  }
+  if (!setup_.filters.empty()) {
+    const filters::FrameEvent event{
+        directionOf(f),
+        header.opcode,
+        header.fin,
+        !header.isControl() && flow.sequencer.compressed(),
+        header.payload_length,
+        header.isControl() ? 0 : flow.sequencer.messageLength(),
+    };
+    for (size_t i = 0; i < setup_.filters.size(); ++i) {
+      if (auto verdict = setup_.filters[i]->onFrame(event)) {
+        worker_.stats.cell(Metric::kFilterRejections, {setup_.route->name, setup_.filter_names[i]})
+            .add(1);
+        spdlog::debug("filter {} closed {} on route {}: {} {}", setup_.filter_names[i],
+                      legName(f), setup_.route->name, verdict->code, verdict->reason);
+        rejectSource(f, verdict->code, verdict->reason);
+        return false;
+      }
+      if (finished_ || flow.mode != Mode::kRelay) return false;
+    }
+  }
+  flow.frames->add(1);
+  flow.bytes->add(static_cast<int64_t>(header.size + header.payload_length));
+  if (!header.isControl() && flow.sequencer.messageEnded()) flow.messages->add(1);
+  return true;
+}
+
+void Session::capture(Flow& flow, const uint8_t* data, size_t size) {
+  const size_t n = std::min(size, flow.control.size() - flow.captured);
+  std::memcpy(flow.control.data() + flow.captured, data, n);
+  flow.captured = static_cast<uint8_t>(flow.captured + n);
+}
+
+void Session::onFrameEnd(int f) {
+  Flow& flow = flows_[f];
+  if (flow.capturing) {
+    flow.capturing = false;
+    if (flow.control_masked) {
+      applyMask(flow.control.data(), flow.captured, flow.control_mask, 0);
+    }
+    const uint16_t code = closeCode({flow.control.data(), flow.captured});
+    countClose(legName(f), code);
+    leg_state_[f].close_received = true;
+    if (flow.mode == Mode::kRelay) leg_state_[1 - f].close_queued = true;  // forwarded
+    flow.mode = Mode::kDone;  // nothing may follow a close frame
+    startCloseTimer();
+  }
+  // A gateway close waits for this boundary: stop forwarding here.
+  if (flow.inject && flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;
+}
+
+bool Session::emit(int f, std::span<const const_buffer> parts, bool last) {
+  if (finished_) return true;
+  Flow& flow = flows_[f];
+  const int to = 1 - f;
+  if (leg_state_[to].lost) return true;
+  if (flow.pending_size != 0) return false;  // only a drained flow takes new bytes
+  size_t total = 0;
+  for (const auto& part : parts) total += part.size();
+  if (total == 0) return true;
+  error_code ec;
+  size_t written = legs_[to].writeSome(parts, ec, last);
+  if (ec == boost::asio::error::would_block) {
+    written = 0;
+  } else if (ec) {
+    onLegLost(to, ec);
+    return true;
+  }
+  if (written == total) return true;
+  keepPending(flow, parts, written);
+  flow.pauses->add(1);
+  writePending(f);
+  return true;
+}
+
+void Session::keepPending(Flow& flow, std::span<const const_buffer> parts, size_t skip) {
+  size_t size = 0;
+  for (const auto& part : parts) size += part.size();
+  size -= skip;
+  flow.pending = std::make_unique<uint8_t[]>(size);
+  size_t at = 0;
+  for (const auto& part : parts) {
+    const auto* bytes = static_cast<const uint8_t*>(part.data());
+    const size_t drop = std::min(skip, part.size());
+    skip -= drop;
+    std::memcpy(flow.pending.get() + at, bytes + drop, part.size() - drop);
+    at += part.size() - drop;
+  }
+  flow.pending_size = size;
+  flow.pending_offset = 0;
+}
+
+// The pending bytes are the flow's own buffer, so Asio's write (speculative, edge-safe) can
+// own them until it completes.
+void Session::writePending(int f) {
+  Flow& flow = flows_[f];
+  legs_[1 - f].asyncWriteSome(
+      boost::asio::buffer(flow.pending.get() + flow.pending_offset,
+                          flow.pending_size - flow.pending_offset),
+      [self = shared_from_this(), f](const error_code& ec, size_t n) {
+        self->onPendingWritten(f, ec, n);
+      });
+}
+
+void Session::onPendingWritten(int f, const error_code& ec, size_t n) {
+  if (finished_) return;
+  Flow& flow = flows_[f];
+  if (flow.pending_size == 0) return;  // dropped meanwhile (destination lost)
+  if (ec) return onLegLost(1 - f, ec);
+  flow.pending_offset += n;
+  if (flow.pending_offset < flow.pending_size) return writePending(f);
+  flow.pending.reset();
+  flow.pending_size = flow.pending_offset = 0;
+  if (injectReady(flow)) sendInject(f);
+  maybeFinish();
+  resumeRead(f);
+}
+
+void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
+  if (finished_) return;
+  LegState& state = leg_state_[leg];
+  if (state.lost || state.close_queued) return;
+  state.close_queued = true;
+  const int f = 1 - leg;  // the flow that writes into `leg`
+  Flow& flow = flows_[f];
+  flow.inject = std::make_unique<ControlFrame>(makeCloseFrame(code, reason, leg == kUpstream));
+  countClose("gateway", code);
+  startCloseTimer();
+  if (in_consume_ && consuming_flow_ == f) return;  // consume() injects at its boundary
+  if (flow.pending_size != 0) return;                 // written once the pending bytes drain
+  if (injectReady(flow)) sendInject(f);               // else onFrameEnd stops at the boundary
+}
+
+void Session::sendInject(int f, std::span<const const_buffer> before) {
+  Flow& flow = flows_[f];
+  const std::unique_ptr<ControlFrame> frame = std::move(flow.inject);
+  if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;  // nothing follows a close
+  std::array<const_buffer, 3> parts;
+  size_t count = 0;
+  for (const auto& part : before) parts[count++] = part;
+  parts[count++] = {frame->bytes.data(), frame->size};
+  emit(f, {parts.data(), count});
+}
+
+void Session::rejectSource(int f, uint16_t code, std::string_view reason) {
+  queueClose(f, code, reason);
+  queueClose(1 - f, 1001, f == kClient ? "client closed by gateway" : "upstream closed by gateway");
+  if (flows_[f].mode == Mode::kRelay) flows_[f].mode = Mode::kDiscard;  // await its close
+}
+
+void Session::onLegLost(int leg, const error_code& ec) {
+  if (finished_) return;
+  LegState& state = leg_state_[leg];
+  if (state.lost) return;
+  state.lost = true;
+  Flow& from = flows_[leg];
+  Flow& into = flows_[1 - leg];
+  into.pending.reset();  // nothing more can reach the lost leg
+  into.pending_size = into.pending_offset = 0;
+  into.inject.reset();
+  if (!state.close_received) {
+    const bool clean = !ec || ec == boost::asio::error::eof;
+    spdlog::debug("{} left route {} without a close frame: {}", legName(leg), setup_.route->name,
+                  clean ? "end of stream" : ec.message());
+    if (from.mode == Mode::kRelay && from.remaining > 0) return finish("lost mid-frame");
+    from.mode = Mode::kDone;
+    if (into.mode == Mode::kRelay) into.mode = Mode::kDiscard;
+    queueClose(1 - leg, clean ? 1001 : 1011,
+               leg == kClient ? "client went away" : "upstream went away");
+  } else {
+    from.mode = Mode::kDone;
+  }
+  maybeFinish();
+  resumeRead(1 - leg);  // it may have been paused on a write to the lost leg
+}
+
+void Session::startCloseTimer() {
+  if (closing_) return;
+  closing_ = true;
+  timer_.expires_after(setup_.route->close_timeout);
+  timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (!ec) self->finish("closing handshake timed out");
+  });
+}
+
+void Session::armIdleTimer() {
+  const auto idle = setup_.route->idle_timeout;
+  if (idle.count() <= 0 || closing_) return;
+  timer_.expires_at(last_activity_ + idle);
+  timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (ec || self->closing_ || self->finished_) return;
+    const auto idle = self->setup_.route->idle_timeout;
+    if (std::chrono::steady_clock::now() - self->last_activity_ < idle) {
+      return self->armIdleTimer();
+    }
+    self->queueClose(kClient, 1001, "idle timeout");
+    self->queueClose(kUpstream, 1001, "idle timeout");
+  });
+}
+
+// A leg whose closing handshake is complete (its close received, ours or the forwarded one fully
+// written) is closed without waiting for the other leg's: a backend is not held open while a
+// client takes its time to answer a gateway close. The client leg is closed at once (the
+// gateway is its server); the upstream leg once the backend has closed its side.
+void Session::maybeFinish() {
+  if (finished_) return;
+  bool all_done = true;
+  for (int leg = 0; leg < 2; ++leg) {
+    LegState& state = leg_state_[leg];
+    if (state.lost) continue;
+    const Flow& into = flows_[1 - leg];
+    all_done = false;
+    if (!state.close_received || !state.close_queued || into.pending_size != 0 || into.inject) {
+      continue;
+    }
+    if (leg == kUpstream && !state.eof) {
+      awaitEof(leg);
+      continue;
+    }
+    state.lost = true;  // nothing more is read from or written to it
+    legs_[leg].close();
+  }
+  if (all_done || (leg_state_[kClient].lost && leg_state_[kUpstream].lost)) finish("closed");
+}
+
+void Session::awaitEof(int leg) {
+  Flow& flow = flows_[leg];
+  if (flow.waiting_read) return;
+  flow.waiting_read = true;
+  legs_[leg].asyncReadSome(boost::asio::buffer(flow.landing),
+                           [self = shared_from_this(), leg](const error_code& ec, size_t) {
+                             self->onEofWait(leg, ec);
+                           });
+}
+
+void Session::onEofWait(int leg, const error_code& ec) {
+  flows_[leg].waiting_read = false;
+  if (finished_ || leg_state_[leg].lost) return;
+  if (!ec) return awaitEof(leg);  // bytes after a close frame mean nothing: drop them
+  leg_state_[leg].eof = true;     // end of stream, or a reset: either way the peer is done
+  maybeFinish();
+}
+
+void Session::finish(std::string_view why) {
+  if (finished_) return;
+  finished_ = true;
+  spdlog::debug("session on route {} for {} finished: {}", setup_.route->name,
+                setup_.client_address, why);
+  timer_.cancel();
+  for (auto& leg : legs_) leg.close();
+}
+
+void Session::countClose(std::string_view side, uint16_t code) {
+  worker_.stats.cell(Metric::kCloseCodes, {setup_.route->name, side, std::to_string(code)}).add(1);
+}
+
+}  // namespace wsgate::gateway

@@ -1,0 +1,187 @@
+// The relay of one established WebSocket connection: two legs (client, upstream) and two flows
+// (client→upstream, upstream→client). Each flow waits with a read into its small landing slot;
+// a wake-up that overflows the slot is drained into a buffer lent to the flow while it stays
+// busy (io/relay_buffers.h). The flow walks the frame headers of what it read (protocol
+// rules, message filters, counters) and writes the same bytes on at once. Only bytes the
+// destination could not take are kept, in a per-flow buffer bounded by one read; the flow does
+// not read again until they are written, so a slow reader slows its writer instead of growing
+// memory.
+//
+// The gateway's own frames (closes) are injected only at frame boundaries of the flow that
+// carries them. Lifetime: every pending handler holds a shared_ptr; the session ends when both
+// closing handshakes are done, a timeout fires, or a leg is lost. Single-threaded: a session
+// lives on the worker that accepted its client.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "config/config.h"
+#include "filters/filter.h"
+#include "proxy/connection_record.h"
+#include "codec/frame_codec.h"
+#include "io/relay_buffers.h"
+#include "io/stream.h"
+#include "io/worker_context.h"
+
+namespace wsgate::gateway {
+
+// Everything a session needs from the handshake that created it.
+struct SessionSetup {
+  std::shared_ptr<const config::Config> config;  // keeps `route` alive
+  const config::Route* route = nullptr;
+  std::string client_address;
+  bool permessage_deflate = false;
+  // Per-session message filters with the names used as metric labels, in chain order.
+  std::vector<std::unique_ptr<filters::MessageFilter>> filters;
+  std::vector<std::string_view> filter_names;
+};
+
+class Session final : public std::enable_shared_from_this<Session>, private RelayBuffers::Holder {
+ public:
+  Session(WorkerContext& worker, Stream client, Stream upstream, SessionSetup setup,
+          ConnectionRecord record);
+  ~Session();
+
+  // Starts relaying; `client_early`/`upstream_early` are bytes each side sent right after the
+  // handshake and that were already read with it.
+  void start(std::span<const uint8_t> client_early, std::span<const uint8_t> upstream_early);
+
+ private:
+  static constexpr int kClient = 0;
+  static constexpr int kUpstream = 1;
+
+  enum class Mode : uint8_t {
+    kRelay,    // forward the source's frames
+    kDiscard,  // gateway took over: parse the source's frames, forward nothing, await its close
+    kDone,     // source finished (closed or lost): no more reads
+  };
+
+  static constexpr size_t kLandingSize = 256;
+  // A busy flow gives its lent buffer back after this many wake-ups in a row fit the slot.
+  static constexpr uint8_t kQuietReadsToReturn = 4;
+
+  // Flow `f` reads leg `f` and writes leg `1 - f`.
+  struct Flow {
+    Flow(bool from_client, bool allow_rsv1) : sequencer(from_client, allow_rsv1) {}
+
+    FrameHeaderParser parser;
+    FrameSequencer sequencer;
+    Mode mode = Mode::kRelay;
+    uint64_t remaining = 0;  // payload bytes of the current frame still to come
+    uint64_t payload_offset = 0;
+    bool waiting_read = false;  // a read is outstanding
+
+    // Where the waiting read lands while the flow is quiet: small enough to keep per session,
+    // big enough for a typical small message, so most wake-ups cost one recv and no epoll_ctl.
+    std::array<uint8_t, kLandingSize> landing{};
+    // Lent while the flow is busy: reads go here instead of the landing slot.
+    std::unique_ptr<uint8_t[]> lent;
+    bool lent_used = false;  // a read landed in `lent` since the last sweep
+    uint8_t quiet_reads = 0;  // reads in a row into `lent` that the landing slot would have held
+    bool reclaiming = false;  // the read into `lent` was cancelled to give it back
+
+    // The first two payload bytes of a close frame from the source: its code, for metrics.
+    bool capturing = false;
+    uint8_t captured = 0;
+    std::array<uint8_t, 2> control{};
+    bool control_masked = false;
+    std::array<uint8_t, 4> control_mask{};
+
+    // Header bytes that arrived in an earlier read, forwarded with the rest of the header.
+    std::array<uint8_t, kMaxFrameHeaderSize> held{};
+    uint8_t held_size = 0;
+
+    // Bytes the destination could not take yet; empty (no allocation) while idle.
+    std::unique_ptr<uint8_t[]> pending;
+    size_t pending_size = 0;
+    size_t pending_offset = 0;
+
+    // A gateway close frame to write toward the destination at the next frame boundary;
+    // allocated only while queued.
+    std::unique_ptr<ControlFrame> inject;
+
+    Cell* frames = nullptr;
+    Cell* messages = nullptr;
+    Cell* bytes = nullptr;
+    Cell* pauses = nullptr;
+    Cell* protocol_errors = nullptr;
+  };
+
+  // Per leg: what the closing handshake has seen.
+  struct LegState {
+    bool close_received = false;  // the leg sent a close frame
+    bool close_queued = false;    // a close toward the leg was forwarded or queued
+    bool lost = false;            // the leg's connection ended or failed
+    bool eof = false;             // the leg's peer closed its side of the connection
+  };
+
+
+  void resumeRead(int f);
+  void armRead(int f);
+  void onLanded(int f, const boost::system::error_code& ec, size_t n);
+  // Reads what follows `n` landed bytes of a full slot, behind them; returns the bytes now there.
+  std::span<const uint8_t> drainBehindLanding(int f, size_t n, boost::system::error_code& ec);
+  bool returnIdleBuffers() override;
+  void returnLent(Flow& flow);
+  void consume(int f, const uint8_t* data, size_t size);
+  // Header checks and filters for a complete header in relay mode; false if it ended the relay.
+  bool admitHeader(int f, const FrameHeader& header);
+  void onFrameEnd(int f);
+  void capture(Flow& flow, const uint8_t* data, size_t size);
+
+  // Writes `parts` toward leg `1 - f`, keeping what the socket cannot take; false (nothing
+  // written) while earlier bytes are still pending.
+  bool emit(int f, std::span<const boost::asio::const_buffer> parts, bool last = false);
+  void keepPending(Flow& flow, std::span<const boost::asio::const_buffer> parts, size_t skip);
+  void writePending(int f);
+  void onPendingWritten(int f, const boost::system::error_code& ec, size_t n);
+
+  // Queues a gateway close toward `leg`, written at the next boundary of the flow into it.
+  void queueClose(int leg, uint16_t code, std::string_view reason);
+  // The source of flow `f` broke the protocol or a filter: close it with `code`, and the other
+  // leg with 1001.
+  void rejectSource(int f, uint16_t code, std::string_view reason);
+  void onLegLost(int leg, const boost::system::error_code& ec);
+  // True when flow `f` has a close queued and its output is at a frame boundary.
+  bool injectReady(const Flow& flow) const {
+    return flow.inject && (flow.mode != Mode::kRelay || flow.remaining == 0);
+  }
+  // Writes the queued close of flow `f` (injectReady must hold), after `parts` if given.
+  void sendInject(int f, std::span<const boost::asio::const_buffer> before = {});
+  void startCloseTimer();
+  void armIdleTimer();
+  void maybeFinish();
+  // After its closing handshake, waits for the backend to close the TCP connection first (RFC
+  // 6455 §7.1.1: the server closes first and keeps TIME_WAIT); bounded by the close timer.
+  void awaitEof(int leg);
+  void onEofWait(int leg, const boost::system::error_code& ec);
+  void finish(std::string_view why);
+
+  static std::string_view legName(int leg) { return leg == kClient ? "client" : "upstream"; }
+  void countClose(std::string_view side, uint16_t code);
+
+  WorkerContext& worker_;
+  std::array<Stream, 2> legs_;
+  SessionSetup setup_;
+  ConnectionRecord record_;
+  std::array<Flow, 2> flows_;
+  std::array<LegState, 2> leg_state_;
+  boost::asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point last_activity_;
+  std::chrono::steady_clock::time_point started_;
+  bool closing_ = false;  // close timer armed: the session is ending
+  bool finished_ = false;
+  bool in_consume_ = false;  // consume() of `consuming_flow_` is building its output
+  int consuming_flow_ = 0;
+};
+
+}  // namespace wsgate::gateway

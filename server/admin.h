@@ -1,0 +1,40 @@
+// The admin listener (default 127.0.0.1:9901), on its own thread so that scrapes never run on
+// a worker: GET /metrics (Prometheus text format), /healthz (the process is alive), /ready
+// (accepting traffic). Plain HTTP/1.1 with keep-alive; each request is bounded in size and time.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "stats/stats_collector.h"
+
+namespace wsgate::gateway {
+
+class Admin {
+ public:
+  explicit Admin(std::shared_ptr<StatsCollector> collector);
+  ~Admin();
+
+  // Binds; throws boost::system::system_error on failure. Returns the bound endpoint.
+  boost::asio::ip::tcp::endpoint bind(const boost::asio::ip::tcp::endpoint& endpoint);
+  void start();
+  void stop();
+  void setReady(bool ready) { ready_.store(ready); }
+
+ private:
+  void accept();
+  boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
+
+  std::shared_ptr<StatsCollector> collector_;
+  boost::asio::io_context io_{1};
+  boost::asio::ip::tcp::acceptor acceptor_{io_};
+  std::atomic<bool> ready_{false};
+  std::thread thread_;
+};
+
+}  // namespace wsgate::gateway

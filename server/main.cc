@@ -1,0 +1,65 @@
+// wsgate: command line, logging setup, config loading, then the server.
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "config/loader.h"
+#include "filters/registry.h"
+#include "server/server.h"
+
+namespace {
+constexpr std::chrono::milliseconds kResolveTimeout{5000};
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"wsgate: a WebSocket edge gateway (RFC 6455 handshake, routes, frame-aware relay)"};
+  std::string config_path;
+  std::string log_level = "info";
+  bool check = false;
+  app.add_option("-c,--config", config_path, "YAML configuration file")->check(CLI::ExistingFile);
+  app.add_flag("--check", check, "validate the configuration, print every error, then exit");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.set_version_flag("-V,--version", std::string("wsgate ") + WSGATE_VERSION);
+  CLI11_PARSE(app, argc, argv);
+  if (config_path.empty()) {
+    std::cerr << "--config is required\nRun with --help for more information.\n";
+    return 2;
+  }
+
+  // One line per event on stderr; stdout stays free.
+  auto logger = spdlog::stderr_logger_mt("wsgate");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::flush_on(spdlog::level::trace);
+
+  // Host names in endpoints are looked up here, once, each bounded like a connect.
+  auto loaded = wsgate::config::loadFile(config_path, wsgate::filters::Registry::global(),
+                                         wsgate::config::systemNameResolver(kResolveTimeout));
+  if (!loaded.config) {
+    std::cerr << loaded.diagnostics.format();
+    std::cerr << config_path << ": " << loaded.diagnostics.errors().size()
+              << " error(s); configuration rejected\n";
+    return 1;
+  }
+  for (const auto& cluster : loaded.config->clusters) {
+    for (const auto& endpoint : cluster.endpoints) {
+      if (!endpoint.host.empty()) spdlog::info("cluster {}: endpoint {}", cluster.name, endpoint.text());
+    }
+  }
+  if (check) {
+    std::cout << config_path << ": configuration OK\n";
+    return 0;
+  }
+
+  std::signal(SIGPIPE, SIG_IGN);
+  wsgate::gateway::Server server(loaded.config);
+  if (!server.start()) return 1;
+  return server.run();
+}

@@ -1,0 +1,37 @@
+// The whole gateway process: N workers (each with its own io_context, listening sockets and
+// sessions) and the admin listener. start() binds everything or fails with a logged reason;
+// run() blocks until SIGINT/SIGTERM and then stops the workers.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "config/config.h"
+#include "server/admin.h"
+#include "server/worker.h"
+
+namespace wsgate::gateway {
+
+class Server {
+ public:
+  explicit Server(std::shared_ptr<const config::Config> config);
+  ~Server();
+
+  // Binds every listener on every worker and the admin address; false (logged) on failure.
+  bool start();
+  // Blocks until a stop signal; returns the process exit code.
+  int run();
+
+ private:
+  std::shared_ptr<const config::Config> config_;
+  // Installed before anything is announced, so an early SIGTERM is a clean stop.
+  boost::asio::io_context signals_io_{1};
+  boost::asio::signal_set signals_{signals_io_, SIGINT, SIGTERM};
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<Admin> admin_;
+};
+
+}  // namespace wsgate::gateway

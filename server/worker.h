@@ -1,0 +1,64 @@
+// One worker thread: its own io_context, listening sockets, metrics, read buffer and every
+// session it accepted (client and upstream sockets alike). Nothing here is shared with other
+// workers except the immutable config snapshot and the metric cells read at scrape time.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "config/config.h"
+#include "proxy/listener.h"
+#include "io/relay_buffers.h"
+#include "routing/routing_table.h"
+#include "stats/stats.h"
+#include "io/worker_context.h"
+
+namespace wsgate::gateway {
+
+class Worker {
+ public:
+  static constexpr size_t kReadBufferSize = RelayBuffers::kBufferSize;
+  // Relay buffers lent at once (64 MiB) and kept free for reuse (2 MiB), per worker.
+  static constexpr size_t kMaxLentBuffers = 1024;
+  static constexpr size_t kMaxCachedBuffers = 32;
+  static constexpr std::chrono::seconds kBufferSweepInterval{1};
+
+  Worker(unsigned index, std::shared_ptr<const config::Config> config);
+  ~Worker();
+
+  boost::asio::io_context& io() { return io_; }
+  const WorkerStats& stats() const { return stats_; }
+
+  // Before start(): adopts a bound acceptor for config listener `listener_index`.
+  void addListener(size_t listener_index, boost::asio::ip::tcp::acceptor acceptor);
+  void start();
+  // Stops accepting and ends the thread; open connections are dropped.
+  void stop();
+
+ private:
+  void sweepBuffersLater();
+
+  // Declared first: sessions destroyed with io_ still count themselves in stats_ and give
+  // their buffers back.
+  WorkerStats stats_;
+  RelayBuffers buffers_;
+  std::unique_ptr<uint8_t[]> read_buffer_;
+  boost::asio::io_context io_;
+  boost::asio::steady_timer sweep_timer_;
+  // stop() writes here from another thread: the io_context itself is never touched from outside
+  // its thread, so it runs without locks.
+  boost::asio::posix::stream_descriptor stop_signal_;
+  WorkerContext context_;
+  std::shared_ptr<const RoutingTable> table_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::thread thread_;
+};
+
+}  // namespace wsgate::gateway

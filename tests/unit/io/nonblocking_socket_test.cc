@@ -1,0 +1,168 @@
+#include "io/nonblocking_socket.h"
+
+#include <fcntl.h>
+#include <netinet/tcp.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+namespace wsgate::gateway {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+bool isNonBlocking(int fd) { return (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
+
+class NonBlockingSocketTest : public ::testing::Test {
+ protected:
+  tcp::acceptor listen(const tcp::endpoint& at) {
+    tcp::acceptor acceptor(io_, at);
+    return acceptor;
+  }
+
+  // Connects with startConnect, then awaitConnected if it must wait; the result once the loop
+  // ran (nullopt: still waiting).
+  std::optional<boost::system::error_code> connect(tcp::socket& socket, tcp::endpoint to) {
+    std::optional<boost::system::error_code> result;
+    asio::co_spawn(
+        io_,
+        [&]() -> asio::awaitable<void> {
+          auto ec = startConnect(io_, socket, to);
+          if (ec == asio::error::in_progress) ec = co_await awaitConnected(socket);
+          result = ec;
+        },
+        asio::detached);
+    io_.restart();
+    io_.run_for(std::chrono::seconds(2));
+    return result;
+  }
+
+  asio::io_context io_;
+};
+
+TEST_F(NonBlockingSocketTest, AcceptsAndConnectsNonBlockingSocketsThatCarryBytes) {
+  for (const auto& address : {asio::ip::make_address("127.0.0.1"), asio::ip::make_address("::1")}) {
+    SCOPED_TRACE(address.to_string());
+    tcp::acceptor acceptor = listen({address, 0});
+    tcp::endpoint peer;
+    std::optional<tcp::socket> accepted;
+    asyncAcceptNonBlocking(acceptor, peer,
+                           [&](const boost::system::error_code& ec, tcp::socket socket) {
+                             ASSERT_FALSE(ec) << ec.message();
+                             accepted.emplace(std::move(socket));
+                           });
+    tcp::socket client(io_);
+    auto connected = connect(client, acceptor.local_endpoint());
+    ASSERT_TRUE(connected.has_value());
+    ASSERT_FALSE(*connected) << connected->message();
+    ASSERT_TRUE(accepted.has_value());
+    EXPECT_TRUE(isNonBlocking(client.native_handle()));
+    EXPECT_TRUE(isNonBlocking(accepted->native_handle()));
+    EXPECT_EQ(peer, client.local_endpoint()) << "the peer address comes with the accept";
+
+    asio::write(client, asio::buffer("ping", 4));
+    char got[4];
+    accepted->non_blocking(false);
+    asio::read(*accepted, asio::buffer(got));
+    EXPECT_EQ(std::string(got, 4), "ping");
+  }
+}
+
+TEST_F(NonBlockingSocketTest, ALoopbackConnectCompletesAtOnceAndRefusalsAreKnownAtOnce) {
+  tcp::acceptor acceptor = listen({asio::ip::make_address("127.0.0.1"), 0});
+  tcp::socket socket(io_);
+  EXPECT_FALSE(startConnect(io_, socket, acceptor.local_endpoint()))
+      << "the kernel completes a loopback handshake inside connect(): nothing to wait for";
+  int nodelay = 0;
+  socklen_t length = sizeof nodelay;
+  ASSERT_EQ(::getsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &nodelay, &length), 0);
+  EXPECT_NE(nodelay, 0);
+
+  const tcp::endpoint closed = acceptor.local_endpoint();
+  acceptor.close();
+  tcp::socket refused(io_);
+  EXPECT_EQ(startConnect(io_, refused, closed), asio::error::connection_refused);
+}
+
+TEST_F(NonBlockingSocketTest, AConnectThatMustWaitIsAwaited) {
+  // Backlog 0: the accept queue holds one connection and the kernel drops the SYN of the next
+  // one, which stays in progress until the queue has room and the SYN is sent again (~1 s).
+  tcp::acceptor acceptor(io_, {asio::ip::make_address("127.0.0.1"), 0}, true);
+  acceptor.listen(0);
+  // Filled by plain connects: startConnect's hold on the last ACK would leave its connections
+  // out of the accept queue until they send something.
+  std::vector<tcp::socket> queued;
+  bool full = false;
+  for (int i = 0; i < 8 && !full; ++i) {  // the queue's exact size depends on the kernel
+    tcp::socket socket(io_, tcp::v4());
+    socket.non_blocking(true);
+    const auto to = acceptor.local_endpoint();
+    const auto length = static_cast<socklen_t>(to.size());
+    int rc = ::connect(socket.native_handle(), to.data(), length);
+    // A loopback connect is done by the time the call returns, unless the SYN was dropped.
+    if (rc != 0 && errno == EINPROGRESS) rc = ::connect(socket.native_handle(), to.data(), length);
+    if (rc != 0 && errno == EISCONN) rc = 0;
+    full = rc != 0 && (errno == EALREADY || errno == EINPROGRESS);
+    if (full) break;  // its SYN was dropped: the queue is full
+    ASSERT_EQ(rc, 0) << std::strerror(errno);
+    queued.push_back(std::move(socket));
+  }
+  ASSERT_TRUE(full) << "the accept queue never filled";
+  tcp::socket waiting(io_);
+  const boost::system::error_code started = startConnect(io_, waiting, acceptor.local_endpoint());
+  ASSERT_EQ(started, asio::error::in_progress) << started.message();
+  std::optional<boost::system::error_code> result;
+  asio::co_spawn(
+      io_, [&]() -> asio::awaitable<void> { result = co_await awaitConnected(waiting); },
+      asio::detached);
+  io_.run_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(result.has_value()) << "completed although the SYN was dropped";
+  for (size_t i = 0; i < queued.size(); ++i) acceptor.accept();  // room for the retried SYN
+  io_.restart();
+  for (int i = 0; i < 100 && !result; ++i) io_.run_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(result.has_value()) << "still waiting 10 s after the queue had room";
+  EXPECT_FALSE(*result) << result->message();
+}
+
+TEST_F(NonBlockingSocketTest, ConnectingToAClosedPortIsRefused) {
+  tcp::endpoint closed;
+  {
+    tcp::acceptor probe = listen({asio::ip::make_address("127.0.0.1"), 0});
+    closed = probe.local_endpoint();
+  }
+  tcp::socket socket(io_);
+  auto result = connect(socket, closed);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(*result, asio::error::connection_refused);
+}
+
+TEST_F(NonBlockingSocketTest, AClosedAcceptorEndsThePendingAccept) {
+  tcp::acceptor acceptor = listen({asio::ip::make_address("127.0.0.1"), 0});
+  tcp::endpoint peer;
+  std::optional<boost::system::error_code> result;
+  asyncAcceptNonBlocking(acceptor, peer, [&](const boost::system::error_code& ec, tcp::socket) {
+    result = ec;
+  });
+  io_.run_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(result.has_value());
+  acceptor.close();
+  io_.restart();
+  io_.run_for(std::chrono::seconds(2));
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(*result, asio::error::operation_aborted);
+}
+
+}  // namespace
+}  // namespace wsgate::gateway

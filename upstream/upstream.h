@@ -1,0 +1,30 @@
+// Where a route's connections go: an Upstream opens one byte stream to its cluster, trying the
+// cluster's endpoints in turn. One Upstream per cluster per worker (its round-robin position is
+// worker-local state); used from the worker's thread only.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "io/stream.h"
+
+namespace wsgate::gateway {
+
+struct UpstreamConnection {
+  std::optional<Stream> stream;  // set on success
+  bool timed_out = false;        // failure: the last attempt ran out of connect_timeout
+  std::string_view endpoint;     // the endpoint used (or last tried), for logs; lives as long
+                                 // as the Upstream
+  std::string error;             // failure: why
+};
+
+class Upstream {
+ public:
+  virtual ~Upstream() = default;
+  virtual boost::asio::awaitable<UpstreamConnection> connect() = 0;
+};
+
+}  // namespace wsgate::gateway
