@@ -75,6 +75,9 @@ struct Options {
   double rate = 5000;
   int concurrency = 16;
   double handshakeRate = 0;  // 0: each loop starts its next handshake at once
+  // handshakes: send the close frame and close the connection at once, without waiting for the
+  // reply (mobile apps going to background, crashed tabs, many load generators).
+  bool abruptClose = false;
   double hold = 60;
   double warmup = 0.5;
   double connectTimeout = 10;
@@ -557,7 +560,17 @@ class Runner {
         continue;
       }
       const auto upgraded = Clock::now();
-      std::tie(ec) = co_await ws.async_close(websocket::close_code::normal, kAwait);
+      if (options_.abruptClose) {
+        // A masked close 1000 with no reason; the mask is zero, so the code is sent as is.
+        static constexpr uint8_t kClose[] = {0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8};
+        size_t written = 0;
+        std::tie(ec, written) =
+            co_await asio::async_write(ws.next_layer(), asio::buffer(kClose), kAwait);
+        ErrorCode ignored;
+        ws.next_layer().close(ignored);
+      } else {
+        std::tie(ec) = co_await ws.async_close(websocket::close_code::normal, kAwait);
+      }
       guard.cancel();
       if (!stats_.recording) continue;
       if (ec) {
@@ -818,6 +831,9 @@ int main(int argc, char** argv) {
   app.add_option("--handshake-rate", o.handshakeRate,
                  "handshakes: start this many per second in total (default: as fast as they can)")
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--abrupt-close", o.abruptClose,
+               "handshakes: send the close frame and close the connection without waiting for "
+               "the reply");
   app.add_option("--hold", o.hold, "hold: seconds to keep the connections at most")
       ->capture_default_str();
   app.add_option("--warmup", o.warmup, "seconds of load before the window opens")

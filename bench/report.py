@@ -113,7 +113,7 @@ head = ["proxy"]
 for _, label in SIZES:
     head += [f"{label} msgs/s", "p99 ms", "CPU µs/msg"]
 head += ["5k msg/s p50 ms", "p99 ms", "CPU µs/msg", "handshakes/s", "CPU µs/handshake",
-         "RSS KiB/idle conn"]
+         "abrupt closers/s", "CPU µs/abrupt", "RSS KiB/idle conn"]
 print("| " + " | ".join(head) + " |")
 print("|---" + "|--:" * (len(head) - 1) + "|")
 for p in proxies:
@@ -124,8 +124,9 @@ for p in proxies:
                   num(cpu_per_unit(p, scenario), 2)]
     r, f = result(p, "rate"), flag(p, "rate")
     cells += [ms(r.get("p50_us")) + f, ms(r.get("p99_us")), num(cpu_per_unit(p, "rate"), 2)]
-    r, f = result(p, "handshakes"), flag(p, "handshakes")
-    cells += [num(r.get("handshakes_per_s")) + f, num(cpu_per_unit(p, "handshakes"), 1)]
+    for scenario in ["handshakes", "handshakes-abrupt"]:
+        r, f = result(p, scenario), flag(p, scenario)
+        cells += [num(r.get("handshakes_per_s")) + f, num(cpu_per_unit(p, scenario), 1)]
     cells.append(num(result(p, "idle").get("rss_kib_per_conn"), 2) + flag(p, "idle"))
     print("| " + " | ".join(cells) + " |")
 print()
@@ -135,6 +136,7 @@ print()
 # left between the proxies (docs/benchmarks.md, "Targets").
 TARGETS = [(s, f"echoed {size} message", "haproxy-tcp", "≤ 1.00, aim 0.75") for s, size in SIZES]
 TARGETS.append(("handshakes", "handshake", "nginx", "≤ 1.00"))
+TARGETS.append(("handshakes-abrupt", "handshake with a client closing at once", "nginx", "≤ 1.00"))
 judged_paired = any(round_ratios(f"paired-{s}", "wsgate", ref)[0] is not None
                     for s, _, ref, _ in TARGETS)
 
@@ -155,7 +157,7 @@ sequential = [ratio_line(s, label, ref, target, not judged_paired)
               for s, label, ref, target in TARGETS[:3]]
 rate = ratio_line("rate", "echoed 64 B message at 5k msg/s", "haproxy-tcp", "", False)
 sequential.append(rate and rate.replace("for comparison", "same offered load"))
-sequential.append(ratio_line(*TARGETS[3], not judged_paired))
+sequential += [ratio_line(*target, not judged_paired) for target in TARGETS[3:]]
 v = result("wsgate", "idle").get("rss_kib_per_conn")
 sequential.append(f"- RSS per idle connection, wsgate: {num(v, 2)} KiB (target ≤ 4 KiB)"
                   f"{' ✓' if v is not None and v <= 4 else ' ✗'}")

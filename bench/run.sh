@@ -526,6 +526,8 @@ for ((round = 1; round <= rounds; round++)); do
   mirrored rate rate -c 50 -r 5000 -s 64
   log "round $round, handshakes: 16 concurrent connect + upgrade + close loops"
   mirrored handshakes handshakes --concurrency 16
+  log "round $round, handshakes-abrupt: the same loops, clients closing without awaiting the reply"
+  mirrored handshakes-abrupt handshakes --concurrency 16 --abrupt-close
   [[ $paired = 1 ]] || continue
   if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" haproxy-tcp "* ]]; then
     for size in 64 4096 65536; do
@@ -537,6 +539,8 @@ for ((round = 1; round <= rounds; round++)); do
   if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" nginx "* ]]; then
     log "round $round, paired-handshakes: wsgate and nginx at the same time, 16 loops each"
     measure_pair paired-handshakes nginx handshakes --concurrency 16
+    log "round $round, paired-handshakes-abrupt: the same, clients closing at once"
+    measure_pair paired-handshakes-abrupt nginx handshakes --concurrency 16 --abrupt-close
   fi
   if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" wsgate-twin "* ]]; then
     log "round $round, twin-paired-echo-64 and twin-paired-handshakes: wsgate and its twin"
