@@ -184,7 +184,8 @@ asio::awaitable<void> Handshake::run() {
 
   // 5. Upstream: connect, forward the upgrade, read the answer.
   const config::Cluster* cluster = table_->config()->findCluster(route->cluster);
-  UpstreamConnection connection = co_await table_->upstream(route->cluster)->connect();
+  Upstream* upstream_source = table_->upstream(route->cluster);
+  UpstreamConnection connection = co_await upstream_source->connect();
   if (!connection.stream) {
     record_.setOutcome(outcome::kUpstreamError);
     if (connection.timed_out) {
@@ -216,8 +217,11 @@ asio::awaitable<void> Handshake::run() {
   const bool timed_out = deadline_.expired();
   if (exchange_ec || timed_out) {
     record_.setOutcome(outcome::kUpstreamError);
-    spdlog::warn("cluster {}: upgrade exchange with {} failed: {}", cluster->name,
-                 connection.endpoint, timed_out ? "no answer in time" : exchange_ec.message());
+    if (auto admitted = upstream_source->exchangeFailuresLog().admit()) {
+      spdlog::warn("cluster {}: upgrade exchange with {} failed: {}{}", cluster->name,
+                   connection.endpoint, timed_out ? "no answer in time" : exchange_ec.message(),
+                   admitted->suffix());
+    }
     if (timed_out) {
       co_return co_await reject(504, "upstream did not answer the upgrade in time",
                                 "upstream_timeout");
@@ -230,8 +234,10 @@ asio::awaitable<void> Handshake::run() {
   auto agreed = validateUpstreamResponse(response_parser.get().base(), upgrade);
   if (auto* bad = std::get_if<HttpRejection>(&agreed)) {
     record_.setOutcome(outcome::kUpstreamError);
-    spdlog::warn("cluster {}: bad upgrade answer from {}: {}", cluster->name, connection.endpoint,
-                 bad->reason);
+    if (auto admitted = upstream_source->exchangeFailuresLog().admit()) {
+      spdlog::warn("cluster {}: bad upgrade answer from {}: {}{}", cluster->name,
+                   connection.endpoint, bad->reason, admitted->suffix());
+    }
     co_return co_await reject(bad->status, bad->reason, bad->metric_reason);
   }
 

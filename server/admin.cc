@@ -1,5 +1,7 @@
 #include "server/admin.h"
 
+#include <iterator>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -36,7 +38,8 @@ http::response<http::string_body> textResponse(http::status status, std::string 
 
 }  // namespace
 
-Admin::Admin(std::shared_ptr<StatsCollector> collector) : collector_(std::move(collector)) {}
+Admin::Admin(std::vector<std::shared_ptr<prometheus::Collectable>> collectables)
+    : collectables_(std::move(collectables)) {}
 
 Admin::~Admin() { stop(); }
 
@@ -94,8 +97,14 @@ asio::awaitable<void> Admin::serve(tcp::socket socket) {
     if (request.method() != http::verb::get && request.method() != http::verb::head) {
       response = textResponse(http::status::method_not_allowed, "use GET\n");
     } else if (path == "/metrics") {
+      std::vector<prometheus::MetricFamily> families;
+      for (const auto& collectable : collectables_) {
+        auto more = collectable->Collect();
+        families.insert(families.end(), std::make_move_iterator(more.begin()),
+                        std::make_move_iterator(more.end()));
+      }
       prometheus::TextSerializer serializer;
-      response = textResponse(http::status::ok, serializer.Serialize(collector_->Collect()),
+      response = textResponse(http::status::ok, serializer.Serialize(families),
                               "text/plain; version=0.0.4; charset=utf-8");
     } else if (path == "/healthz") {
       response = textResponse(http::status::ok, "ok\n");

@@ -6,18 +6,20 @@
 #include <atomic>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
-#include "stats/stats_collector.h"
+#include <prometheus/collectable.h>
 
 namespace wsgate::gateway {
 
 class Admin {
  public:
-  explicit Admin(std::shared_ptr<StatsCollector> collector);
+  // /metrics serves the families of every collectable, in order.
+  explicit Admin(std::vector<std::shared_ptr<prometheus::Collectable>> collectables);
   ~Admin();
 
   // Binds; throws boost::system::system_error on failure. Returns the bound endpoint.
@@ -30,7 +32,7 @@ class Admin {
   void accept();
   boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
 
-  std::shared_ptr<StatsCollector> collector_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   boost::asio::io_context io_{1};
   boost::asio::ip::tcp::acceptor acceptor_{io_};
   std::atomic<bool> ready_{false};

@@ -5,11 +5,11 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "config/loader.h"
 #include "filters/registry.h"
+#include "server/logging.h"
 #include "server/server.h"
 
 namespace {
@@ -32,12 +32,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // One line per event on stderr; stdout stays free.
-  auto logger = spdlog::stderr_logger_mt("wsgate");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::flush_on(spdlog::level::trace);
+  // One line per event on stderr; stdout stays free. Declared first so that every return below
+  // (and the stop after a signal) writes the queued lines before the process exits.
+  wsgate::gateway::Logging logging(spdlog::level::from_str(log_level));
 
   // Host names in endpoints are looked up here, once, each bounded like a connect.
   auto loaded = wsgate::config::loadFile(config_path, wsgate::filters::Registry::global(),

@@ -3,6 +3,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include "server/logging.h"
+#include "stats/stats_collector.h"
+
 namespace wsgate::gateway {
 
 namespace asio = boost::asio;
@@ -52,7 +55,8 @@ bool Server::start() {
   }
   std::vector<const WorkerStats*> stats;
   for (auto& worker : workers_) stats.push_back(&worker->stats());
-  admin_ = std::make_unique<Admin>(std::make_shared<StatsCollector>(std::move(stats)));
+  admin_ = std::make_unique<Admin>(std::vector<std::shared_ptr<prometheus::Collectable>>{
+      std::make_shared<StatsCollector>(std::move(stats)), std::make_shared<LogCollector>()});
   try {
     const tcp::endpoint bound = admin_->bind(endpointOf(config_->admin.address));
     spdlog::info("admin listening on {}", textOf(bound));

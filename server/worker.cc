@@ -8,6 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/logging.h"
+
 namespace wsgate::gateway {
 
 namespace {
@@ -54,6 +56,7 @@ void Worker::start() {
       io_.run();
     } catch (const std::exception& e) {
       spdlog::critical("worker {} stopped: {}", context_.index, e.what());
+      Logging::drainBeforeAbort();
       std::abort();
     }
   });
@@ -74,6 +77,7 @@ void Worker::stop() {
   if (::write(stop_signal_.native_handle(), &one, sizeof one) != sizeof one) {
     spdlog::critical("worker {}: cannot signal it to stop: {}", context_.index,
                      std::strerror(errno));
+    Logging::drainBeforeAbort();
     std::abort();
   }
   thread_.join();

@@ -51,7 +51,10 @@ asio::awaitable<UpstreamConnection> EchoUpstream::connect() {
   asio::local::connect_pair(gateway_end, echo_end, ec);
   if (ec) {
     result.error = "socketpair: " + ec.message();
-    spdlog::warn("cluster {}: cannot open the in-process echo: {}", cluster_, result.error);
+    if (auto admitted = connect_failures_log_.admit()) {
+      spdlog::warn("cluster {}: cannot open the in-process echo: {}{}", cluster_, result.error,
+                   admitted->suffix());
+    }
     co_return result;
   }
   asio::co_spawn(worker_.io, serveEcho(std::move(echo_end)), asio::detached);

@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "upstream/failure_log.h"
 #include "upstream/upstream.h"
 #include "io/worker_context.h"
 
@@ -24,6 +25,7 @@ class EchoUpstream final : public Upstream {
  private:
   WorkerContext& worker_;
   std::string cluster_;
+  FailureLog connect_failures_log_;
 };
 
 }  // namespace wsgate::gateway

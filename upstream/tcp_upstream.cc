@@ -52,8 +52,10 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
     }
     result.error = timed_out ? "connect timed out" : ec.message();
     failures_.add(1);
-    spdlog::warn("cluster {}: connect to {} failed: {}", cluster_.name, result.endpoint,
-                 result.error);
+    if (auto admitted = connect_failures_log_.admit()) {
+      spdlog::warn("cluster {}: connect to {} failed: {}{}", cluster_.name, result.endpoint,
+                   result.error, admitted->suffix());
+    }
   }
   co_return result;
 }

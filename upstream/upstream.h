@@ -10,6 +10,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "io/stream.h"
+#include "upstream/failure_log.h"
 
 namespace wsgate::gateway {
 
@@ -25,6 +26,13 @@ class Upstream {
  public:
   virtual ~Upstream() = default;
   virtual boost::asio::awaitable<UpstreamConnection> connect() = 0;
+
+  // The handshake's warnings about this cluster's upgrade exchanges (after connect), folded
+  // per cluster per worker like the connect failures.
+  FailureLog& exchangeFailuresLog() { return exchange_failures_log_; }
+
+ private:
+  FailureLog exchange_failures_log_;
 };
 
 }  // namespace wsgate::gateway
