@@ -9,6 +9,9 @@
 #   VETH_ROUNDS=N      pairs per size and network (default 3); the start order alternates
 #   VETH_SECONDS=S     measurement window per pair (default 10), after 1 s of warm-up
 #   VETH_SIZES="64 4096"
+#   VETH_PAIRED=0      load one gateway at a time instead (order alternating per round), and also
+#                      report TCP segments sent per message: by the gateway alone on veth (its
+#                      namespace holds nothing else), by client, gateway and backend on loopback
 #
 # Only the namespaces and veth pairs this script creates are used and removed at exit; only the
 # processes it started are stopped, by PID. Every load run is bounded in time.
@@ -16,7 +19,7 @@ set -uo pipefail
 
 [[ $# -ge 2 ]] || { echo "usage: $0 OLD_BIN NEW_BIN [BUILD_DIR]" >&2; exit 2; }
 old_bin=$(realpath "$1") new_bin=$(realpath "$2") build=$(realpath "${3:-build}")
-rounds=${VETH_ROUNDS:-3} seconds=${VETH_SECONDS:-10}
+rounds=${VETH_ROUNDS:-3} seconds=${VETH_SECONDS:-10} paired=${VETH_PAIRED:-1}
 read -r -a sizes <<<"${VETH_SIZES:-64 4096}"
 loadgen=$build/bench/wsgate-loadgen echo_bin=$build/bench/wsgate-bench-echo
 for f in "$old_bin" "$new_bin" "$loadgen" "$echo_bin"; do
@@ -110,33 +113,50 @@ stop_net() {
   started=()
 }
 
-# One pair: both gateways under the same load at the same time. Prints "old_us new_us old_rate
-# new_rate" (CPU µs per message, messages/s).
+out_segs() {  # namespace: TCP segments it has sent (/proc/net/snmp is per namespace)
+  ip netns exec "$1" awk '/^Tcp:/ {if (!n++) {for (i = 1; i <= NF; i++) if ($i == "OutSegs") c = i}
+                                   else print $c}' /proc/net/snmp
+}
+
+# Both gateways under the same load at the same time (or one after the other, VETH_PAIRED=0).
+# Prints "old_us new_us old_rate new_rate old_segs new_segs": CPU µs per message, messages/s,
+# segments sent per message (nan when paired).
 pair() {  # net size round
-  local net=$1 size=$2 round=$3 client_ns=$cl host=10.77.1.2 order=(old new) lgs=() which
-  [[ $net = loopback ]] && client_ns=$lo host=127.0.0.1
+  local net=$1 size=$2 round=$3 client_ns=$cl gw_ns=$gw host=10.77.1.2 order=(old new) lgs=()
+  local which before
+  [[ $net = loopback ]] && client_ns=$lo gw_ns=$lo host=127.0.0.1
   ((round % 2 == 1)) && order=(new old)
   for which in "${order[@]}"; do
     local port=18080
     [[ $which = new ]] && port=18081
+    before=$(out_segs "$gw_ns")
     timeout -k 2 $((seconds + 40)) ip netns exec "$client_ns" "${pin_load[@]}" "$loadgen" echo \
       --host "$host" -p "$port" -c 50 -k 8 -s "$size" --warmup 1 -d "$seconds" \
       --watch-pid "${gateway_pid[$which]}" >"$tmp/out-$which" 2>"$tmp/human-$which" &
     lgs+=($!)
+    if [[ $paired = 0 ]]; then
+      wait "${lgs[-1]}"
+      echo $(($(out_segs "$gw_ns") - before)) >"$tmp/segs-$which"
+    else
+      echo nan >"$tmp/segs-$which"
+    fi
   done
   for p in "${lgs[@]}"; do wait "$p"; done
-  /usr/bin/python3 - "$tmp/out-old" "$tmp/out-new" <<'PY'
+  /usr/bin/python3 - "$tmp" <<'PY'
 import json, sys
-out = []
-for path in sys.argv[1:]:
+cpu, rate, segs = [], [], []
+for which in ("old", "new"):
     try:
-        r = json.loads(open(path).read().strip().splitlines()[-1])
+        r = json.loads(open(f"{sys.argv[1]}/out-{which}").read().strip().splitlines()[-1])
         assert not r.get("errors") and not r.get("timed_out"), r
-        out.append((r["proxy_cpu_us_per_unit"], r["msgs_per_s"]))
+        cpu.append(r["proxy_cpu_us_per_unit"])
+        rate.append(r["msgs_per_s"])
+        # Over the whole run (warm-up and handshakes too): the counter is read around it.
+        segs.append(float(open(f"{sys.argv[1]}/segs-{which}").read()) / r["messages_total"])
     except Exception as e:  # a failed run shows as a missing figure, not a wrong one
-        print(f"veth: {path}: {e}", file=sys.stderr)
-        out.append((float("nan"), 0))
-print(f"{out[0][0]:.3f} {out[1][0]:.3f} {out[0][1]:.0f} {out[1][1]:.0f}")
+        print(f"veth: {which}: {e}", file=sys.stderr)
+        cpu.append(float("nan")), rate.append(0), segs.append(float("nan"))
+print(f"{cpu[0]:.3f} {cpu[1]:.3f} {rate[0]:.0f} {rate[1]:.0f} {segs[0]:.3f} {segs[1]:.3f}")
 PY
 }
 
@@ -145,10 +165,11 @@ for net in veth loopback; do
   start_net "$net" || exit 1
   for size in "${sizes[@]}"; do
     for ((round = 0; round < rounds; round++)); do
-      read -r old_us new_us old_rate new_rate < <(pair "$net" "$size" "$round")
-      echo "$net $size $round $old_us $new_us $old_rate $new_rate" >>"$results"
-      printf '%-8s %5d B round %d: old %s µs/msg (%s msgs/s), new %s µs/msg (%s msgs/s)\n' \
-        "$net" "$size" "$round" "$old_us" "$old_rate" "$new_us" "$new_rate" >&2
+      read -r old_us new_us old_rate new_rate old_segs new_segs < <(pair "$net" "$size" "$round")
+      echo "$net $size $round $old_us $new_us $old_rate $new_rate $old_segs $new_segs" >>"$results"
+      printf '%-8s %5d B round %d: old %s µs/msg, %s msgs/s, %s segs/msg; new %s, %s, %s\n' \
+        "$net" "$size" "$round" "$old_us" "$old_rate" "$old_segs" "$new_us" "$new_rate" \
+        "$new_segs" >&2
     done
   done
   stop_net
@@ -158,16 +179,16 @@ done
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    net, size, _, old, new, old_rate, new_rate = line.split()
-    rows.setdefault((net, int(size)), []).append(
-        (float(old), float(new), float(old_rate), float(new_rate)))
-print("| network | size | old µs/msg (median) | new µs/msg (median) | new / old per pair "
-      "| median |")
-print("|---|--:|--:|--:|---|--:|")
-for (net, size), pairs in rows.items():
-    ratios = [n / o for o, n, _, _ in pairs if o == o and n == n and o > 0]
-    print(f"| {net} | {size} B | {statistics.median(p[0] for p in pairs):.2f} "
-          f"| {statistics.median(p[1] for p in pairs):.2f} "
+    net, size, _, *figures = line.split()
+    rows.setdefault((net, int(size)), []).append([float(f) for f in figures])
+print("| network | size | old µs/msg (median) | new µs/msg (median) | new / old per round "
+      "| median | segments sent per msg, old / new (median) |")
+print("|---|--:|--:|--:|---|--:|--:|")
+for (net, size), runs in rows.items():
+    ratios = [r[1] / r[0] for r in runs if r[0] == r[0] and r[1] == r[1] and r[0] > 0]
+    median = lambda i: statistics.median(r[i] for r in runs)
+    print(f"| {net} | {size} B | {median(0):.2f} | {median(1):.2f} "
           f"| {', '.join(f'{r:.3f}' for r in ratios)} "
-          f"| {statistics.median(ratios) if ratios else float('nan'):.2f} |")
+          f"| {statistics.median(ratios) if ratios else float('nan'):.2f} "
+          f"| {median(4):.2f} / {median(5):.2f} |")
 PY
