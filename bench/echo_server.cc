@@ -1,12 +1,14 @@
 // wsgate-bench-echo: the echo backend behind every proxy in the benchmark. One thread, Beast
 // WebSocket server, permessage-deflate off; sends each message back as it came (text or binary,
-// one write per message). Binds 127.0.0.1 only and prints "listening on 127.0.0.1:PORT".
+// one write per message). Binds 127.0.0.1 unless told otherwise (--address) and prints
+// "listening on ADDRESS:PORT".
 #include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <iostream>
 #include <memory>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
@@ -61,8 +63,8 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
 
 class EchoServer {
  public:
-  EchoServer(asio::io_context& io, uint16_t port)
-      : acceptor_(io, {asio::ip::make_address("127.0.0.1"), port}), retry_(io) {
+  EchoServer(asio::io_context& io, const std::string& address, uint16_t port)
+      : acceptor_(io, {asio::ip::make_address(address), port}), retry_(io) {
     acceptor_.listen(asio::socket_base::max_listen_connections);
   }
 
@@ -101,11 +103,14 @@ class EchoServer {
 int main(int argc, char** argv) {
   CLI::App app{"wsgate-bench-echo: WebSocket echo backend for the benchmark"};
   uint16_t port = 0;
-  app.add_option("-p,--port", port, "port on 127.0.0.1 (0: any free port)");
+  std::string address = "127.0.0.1";
+  app.add_option("-p,--port", port, "port (0: any free port)");
+  // bench/veth.sh puts the backend behind a veth pair, in a network namespace of its own.
+  app.add_option("--address", address, "IPv4/IPv6 address to listen on")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   boost::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
-  wsgate::bench::EchoServer server(io, port);
-  std::cout << "listening on 127.0.0.1:" << server.port() << std::endl;
+  wsgate::bench::EchoServer server(io, address, port);
+  std::cout << "listening on " << address << ":" << server.port() << std::endl;
   server.accept();
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code, int) { io.stop(); });

@@ -23,7 +23,6 @@
 #include <boost/asio/write.hpp>
 
 #include "io/draining_read.h"
-#include "io/held_read.h"
 #include "io/socket_calls.h"
 
 namespace wsgate::gateway {
@@ -34,10 +33,9 @@ using Socket = asio::generic::stream_protocol::socket;
 class Stream {
  public:
   explicit Stream(Socket socket) : socket_(std::move(socket)) {}
-  explicit Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)), holds_(true) {}
+  explicit Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
   Stream(Stream&&) = default;
   Stream& operator=(Stream&&) = default;
-  ~Stream() { releaseHeld(); }
 
   // Async stream concept, for the HTTP handshake phase (Beast reads/writes through these).
   using executor_type = Socket::executor_type;
@@ -61,25 +59,22 @@ class Stream {
 
   // Relay phase. Reads what is there, or waits for it: `handler(error_code, size_t)`. Tried at
   // once unless the last read drained the socket; then waits for epoll's edge, with no system
-  // call (see draining_read.h).
-  // On TCP the relay's reads may leave what they return queued in the kernel (held_read.h).
+  // call (see draining_read.h). Every read takes its bytes off the kernel's queue, so a small
+  // receive buffer never fills with bytes already relayed and the peer's window stays open.
   template <typename Handler>
   void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
-    if (!holds_) return asyncDrainingRead(socket_, buffer, std::forward<Handler>(handler));
-    asyncReadWith(socket_, heldRead(buffer), std::forward<Handler>(handler));
+    asyncDrainingRead(socket_, buffer, std::forward<Handler>(handler));
   }
   // Writes what it can once the stream is writable: `handler(error_code, size_t)`.
   template <typename Buffers, typename Handler>
   void asyncWriteSome(const Buffers& buffers, Handler&& handler) {
-    held_.noteAnswer();
     socket_.async_write_some(buffers, std::forward<Handler>(handler));
   }
   // Non-blocking, straight to the kernel (MSG_DONTWAIT: no fcntl/ioctl per session); `ec` is
   // would_block when nothing is ready, eof at end of stream. A read that drains the socket
   // spares the next asyncReadSome its first try.
   size_t readSome(boost::asio::mutable_buffer buffer, boost::system::error_code& ec) {
-    if (!holds_) return drainingReadNow(socket_, buffer, ec);
-    return readNowWith(socket_, heldRead(buffer), ec);
+    return drainingReadNow(socket_, buffer, ec);
   }
   // `more`: the stream is closed right after, so the kernel may keep these bytes for the FIN to
   // ride in the same segment (MSG_MORE; the close pushes them).
@@ -93,7 +88,6 @@ class Stream {
               ? calls::sendBytes(socket_.native_handle(), buffers[0].data(), buffers[0].size(),
                                  flags)
               : sendVector(buffers, flags);
-      if (n > 0) held_.noteAnswer();
       if (n >= 0) return static_cast<size_t>(n);
       if (errno == EINTR) continue;
       ec = errnoCode();
@@ -107,18 +101,12 @@ class Stream {
   }
   // Releases the descriptor; the kernel still sends what was written, then FIN.
   void close() {
-    releaseHeld();
     boost::system::error_code ignored;
     socket_.close(ignored);
   }
   Socket& socket() { return socket_; }
 
  private:
-  HeldRead heldRead(boost::asio::mutable_buffer buffer) { return {&held_, buffer}; }
-  void releaseHeld() {
-    if (held_.held() != 0 && socket_.is_open()) held_.release(socket_.native_handle());
-  }
-
   ssize_t sendVector(std::span<const boost::asio::const_buffer> buffers, int flags) {
     std::array<iovec, 4> iov{};
     const size_t count = std::min(buffers.size(), iov.size());
@@ -138,8 +126,6 @@ class Stream {
   }
 
   Socket socket_;
-  bool holds_ = false;
-  HeldReads held_;
 };
 
 }  // namespace wsgate::gateway
