@@ -212,6 +212,11 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   size_t count = 0;
   if (flow.held_size > 0 && forward_end > 0) parts[count++] = {flow.held.data(), flow.held_size};
   if (forward_end > 0) parts[count++] = {data, forward_end};
+  // Counted from the bytes handed on, not from the lengths headers declare: a peer cannot
+  // inflate the counter with a header it never follows up.
+  if (forward_end > 0 && !leg_state_[1 - f].lost) {
+    flow.bytes->add(static_cast<int64_t>(flow.held_size + forward_end));
+  }
   if (injectReady(flow)) {
     sendInject(f, {parts.data(), count});
   } else if (count > 0) {
@@ -256,7 +261,6 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
     }
   }
   flow.frames->add(1);
-  flow.bytes->add(static_cast<int64_t>(header.size + header.payload_length));
   if (!header.isControl() && flow.sequencer.messageEnded()) flow.messages->add(1);
   return true;
 }
@@ -275,7 +279,7 @@ void Session::onFrameEnd(int f) {
       applyMask(flow.control.data(), flow.captured, flow.control_mask, 0);
     }
     const uint16_t code = closeCode({flow.control.data(), flow.captured});
-    countClose(legName(f), code);
+    countClose(legName(f), closeCodeLabel(code));
     leg_state_[f].close_received = true;
     if (flow.mode == Mode::kRelay) leg_state_[1 - f].close_queued = true;  // forwarded
     flow.mode = Mode::kDone;  // nothing may follow a close frame
@@ -360,7 +364,7 @@ void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
   const int f = 1 - leg;  // the flow that writes into `leg`
   Flow& flow = flows_[f];
   flow.inject = std::make_unique<ControlFrame>(makeCloseFrame(code, reason, leg == kUpstream));
-  countClose("gateway", code);
+  countClose("gateway", closeCodeLabel(code));
   startCloseTimer();
   if (in_consume_ && consuming_flow_ == f) return;  // consume() injects at its boundary
   if (flow.pending_size != 0) return;                 // written once the pending bytes drain
@@ -486,8 +490,8 @@ void Session::finish(std::string_view why) {
   for (auto& leg : legs_) leg.close();
 }
 
-void Session::countClose(std::string_view side, uint16_t code) {
-  worker_.stats.cell(Metric::kCloseCodes, {setup_.route->name, side, std::to_string(code)}).add(1);
+void Session::countClose(std::string_view side, std::string_view code_label) {
+  worker_.stats.cell(Metric::kCloseCodes, {setup_.route->name, side, code_label}).add(1);
 }
 
 }  // namespace wsgate::gateway

@@ -167,7 +167,8 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   void finish(std::string_view why);
 
   static std::string_view legName(int leg) { return leg == kClient ? "client" : "upstream"; }
-  void countClose(std::string_view side, uint16_t code);
+  // `code_label` is closeCodeLabel()'s: never a value taken from the peer as is.
+  void countClose(std::string_view side, std::string_view code_label);
 
   WorkerContext& worker_;
   std::array<Stream, 2> legs_;
