@@ -8,6 +8,8 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include "io/lingering_close.h"
+
 namespace wsgate::gateway {
 
 namespace {
@@ -194,6 +196,13 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
           forward_end = pos;
         } else {
           watch_close = false;  // the rejected frame's payload is skipped
+          if (header.opcode == opcode::kClose) {
+            // Refused or not, a close is the peer's last frame: no reply to ours will follow.
+            countClose(legName(f), kInvalidCloseLabel);
+            flow.mode = Mode::kDone;
+            leg_state_[f].close_received = true;
+            break;
+          }
         }
       }
       flow.parser.reset();
@@ -472,7 +481,7 @@ void Session::maybeFinish() {
       continue;
     }
     state.lost = true;  // nothing more is read from or written to it
-    legs_[leg].close();
+    closeLeg(leg);
   }
   if (all_done || (leg_state_[kClient].lost && leg_state_[kUpstream].lost)) finish("closed");
 }
@@ -501,7 +510,18 @@ void Session::finish(std::string_view why) {
   spdlog::debug("session on route {} for {} finished: {}", setup_.route->name,
                 setup_.client_address, why);
   timer_.cancel();
+  if (!leg_state_[kClient].lost) {
+    legs_[kClient].cancel();  // a lingering close takes the socket: no operation may stay on it
+    LingeringClose::close(legs_[kClient]);
+  }
   for (auto& leg : legs_) leg.close();
+}
+
+// The client leg lingers if the client may have sent more (io/lingering_close.h); the upstream
+// leg is closed only after the backend's end of stream, or on a failure, where nothing is lost.
+void Session::closeLeg(int leg) {
+  if (leg == kClient && !flows_[kClient].waiting_read) return LingeringClose::close(legs_[leg]);
+  legs_[leg].close();
 }
 
 template <typename Step>

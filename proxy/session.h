@@ -165,6 +165,7 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   void awaitEof(int leg);
   void onEofWait(int leg, const boost::system::error_code& ec);
   void finish(std::string_view why);
+  void closeLeg(int leg);
 
   // A failure (an exception) ends this session only. Every entry point from the event loop runs
   // its step through guarded(), which turns what escapes into fail().
