@@ -1,10 +1,10 @@
 // Closing a TCP socket with unread bytes in its receive queue makes Linux send a reset instead of
-// a FIN and drop what is still queued for sending; a reset can also make the peer's kernel
-// discard what already reached it before the peer reads it. A close frame the gateway just wrote
-// would be lost either way. So when the peer may have sent more (it often does: a frame behind
-// its close), the stream sends its FIN first and then reads and drops what keeps coming until the
-// peer closes, bounded in time and bytes, before it closes (nginx's lingering close). With
-// nothing unread the descriptor closes at once, as before. Worker thread only.
+// a FIN and drop what is still queued for sending (a close frame written with MSG_MORE), and
+// some peers discard on a reset what reached them but was not read yet. So when the peer may
+// have sent more (it often does: a frame behind its close), the stream sends its FIN first, then
+// reads and drops what keeps coming until the peer closes, bounded in time and bytes, and only
+// then closes (nginx's lingering close). With nothing unread the descriptor closes at once, as
+// before. Worker thread only.
 #pragma once
 
 #include <array>

@@ -517,8 +517,8 @@ void Session::finish(std::string_view why) {
   for (auto& leg : legs_) leg.close();
 }
 
-// The client leg lingers if the client may have sent more (io/lingering_close.h); the upstream
-// leg is closed only after the backend's end of stream, or on a failure, where nothing is lost.
+// The client leg lingers if the client may have sent more (io/lingering_close.h). The upstream
+// leg gets here only after the backend's end of stream: nothing is left unread on it.
 void Session::closeLeg(int leg) {
   if (leg == kClient && !flows_[kClient].waiting_read) return LingeringClose::close(legs_[leg]);
   legs_[leg].close();
