@@ -158,4 +158,14 @@ uint16_t closeCode(std::span<const uint8_t> payload) {
   return static_cast<uint16_t>((payload[0] << 8) | payload[1]);
 }
 
+std::string_view closeCodeLabel(uint16_t code) {
+  static constexpr std::array<std::string_view, 16> kRegistered = {
+      "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007",
+      "1008", "1009", "1010", "1011", "1012", "1013", "1014", "1015"};
+  if (code >= 1000 && code <= 1015) return kRegistered[code - 1000];
+  if (code >= 3000 && code <= 3999) return "3xxx";
+  if (code >= 4000 && code <= 4999) return "4xxx";
+  return kInvalidCloseLabel;
+}
+
 }  // namespace wsgate::gateway

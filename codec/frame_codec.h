@@ -112,4 +112,10 @@ ControlFrame makeCloseFrame(uint16_t code, std::string_view reason, bool mask);
 // Close code of a close frame's (unmasked) payload: 1005 (no status) when it has none.
 uint16_t closeCode(std::span<const uint8_t> payload);
 
+// The metric label of a close code. A peer picks its code freely, so only the registered codes
+// (1000–1015) are labelled by number; 3000–3999 and 4000–4999 become "3xxx" and "4xxx", and
+// anything else "invalid": at most 19 values, whatever peers send.
+std::string_view closeCodeLabel(uint16_t code);
+inline constexpr std::string_view kInvalidCloseLabel = "invalid";
+
 }  // namespace wsgate::gateway

@@ -6,6 +6,7 @@
 // thread.
 #pragma once
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -23,6 +24,7 @@
 #include <boost/asio/write.hpp>
 
 #include "io/draining_read.h"
+#include "io/reactor_op.h"
 #include "io/socket_calls.h"
 
 namespace wsgate::gateway {
@@ -105,6 +107,22 @@ class Stream {
     socket_.close(ignored);
   }
   Socket& socket() { return socket_; }
+
+  // Whether the peer sent bytes nobody read; closing then sends a reset, not a FIN (see
+  // lingering_close.h). Free when the last read reported the socket drained and epoll has said
+  // nothing since; otherwise one ioctl.
+  bool mayHaveUnread() {
+    if (!socket_.is_open()) return false;
+    const auto state = reactor::ImplementationOf<Socket>::get(socket_).reactor_data_;
+    if (state && !reactor::trySpeculative(state)[reactor::ad::reactor::read_op]) return false;
+    int queued = 0;
+    return ::ioctl(socket_.native_handle(), FIONREAD, &queued) != 0 || queued > 0;
+  }
+  // Sends FIN once what was written has gone; the stream can still be read.
+  void shutdownSend() {
+    boost::system::error_code ignored;
+    socket_.shutdown(Socket::shutdown_send, ignored);
+  }
 
  private:
   ssize_t sendVector(std::span<const boost::asio::const_buffer> buffers, int flags) {

@@ -110,6 +110,8 @@ class Handshake {
         deadline_(worker.io) {}
 
   asio::awaitable<void> run();
+  // run() threw: answers 500 if nothing was sent to the client yet, else just closes.
+  asio::awaitable<void> fail(std::exception_ptr error);
 
  private:
   asio::awaitable<void> reject(unsigned status, std::string_view reason,
@@ -127,6 +129,7 @@ class Handshake {
   Stream client_;
   std::string client_ip_;
   Deadline deadline_;
+  bool answered_ = false;  // bytes of an answer may have reached the client
 };
 
 asio::awaitable<void> Handshake::run() {
@@ -243,6 +246,7 @@ asio::awaitable<void> Handshake::run() {
 
   // 6. Answer the client with the backend's 101, then relay.
   const std::string switching = headBytes(response_parser.get().base());
+  answered_ = true;
   error_code answer_ec;
   const size_t answered = writeNow(client_, switching, answer_ec);
   if (!answer_ec && answered < switching.size()) {
@@ -288,6 +292,7 @@ asio::awaitable<void> Handshake::reject(unsigned status, std::string_view reason
 }
 
 asio::awaitable<void> Handshake::send(http::response<http::string_body> response) {
+  answered_ = true;
   deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
   auto [write_ec, written] = co_await http::async_write(client_, response, kToken);
   deadline_.disarm();
@@ -307,6 +312,25 @@ asio::awaitable<void> Handshake::send(http::response<http::string_body> response
     deadline_.disarm();
   }
   client_.close();
+}
+
+asio::awaitable<void> Handshake::fail(std::exception_ptr error) {
+  record_.setOutcome(outcome::kFailed);
+  std::string_view what = "unknown exception";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    what = e.what();  // lives as long as `error`
+  } catch (...) {
+  }
+  spdlog::error("handshake from {} on listener {} failed: {}", client_ip_, listener_.name, what);
+  deadline_.disarm();
+  if (answered_ || !client_.socket().is_open()) {
+    client_.close();
+    co_return;
+  }
+  co_await reject(500, "internal error", "internal_error");
+  record_.setOutcome(outcome::kFailed);  // reject() counts the answer, not the outcome
 }
 
 asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_buffer& buffer,
@@ -336,7 +360,13 @@ asio::awaitable<void> serveClient(WorkerContext& worker, std::shared_ptr<const R
                                   asio::ip::tcp::endpoint peer) {
   Handshake handshake(worker, std::move(table), listener_index, std::move(socket),
                       addressText(peer.address()));
-  co_await handshake.run();
+  std::exception_ptr error;
+  try {
+    co_await handshake.run();
+  } catch (...) {
+    error = std::current_exception();  // a failure ends this connection only
+  }
+  if (error) co_await handshake.fail(error);
 }
 
 }  // namespace wsgate::gateway

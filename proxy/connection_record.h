@@ -15,6 +15,7 @@ inline constexpr std::string_view kRejected = "rejected";              // gatewa
 inline constexpr std::string_view kUpstreamError = "upstream_error";   // 502/504
 inline constexpr std::string_view kUpstreamDeclined = "upstream_declined";  // backend said no
 inline constexpr std::string_view kAborted = "aborted";  // client left before an answer
+inline constexpr std::string_view kFailed = "failed";    // the gateway failed handling it
 }  // namespace outcome
 
 class ConnectionRecord {

@@ -85,6 +85,8 @@ void Listener::accept() {
                        std::rethrow_exception(error);
                      } catch (const std::exception& e) {
                        spdlog::error("connection handler failed: {}", e.what());
+                     } catch (...) {
+                       spdlog::error("connection handler failed: unknown exception");
                      }
                    });
     accept();

@@ -8,6 +8,8 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include "io/lingering_close.h"
+
 namespace wsgate::gateway {
 
 namespace {
@@ -53,11 +55,13 @@ void Session::start(std::span<const uint8_t> client_early,
                     std::span<const uint8_t> upstream_early) {
   record_.setOutcome(outcome::kRelayed);
   started_ = last_activity_ = std::chrono::steady_clock::now();
-  armIdleTimer();
-  if (!client_early.empty()) consume(kClient, client_early.data(), client_early.size());
-  if (!upstream_early.empty()) consume(kUpstream, upstream_early.data(), upstream_early.size());
-  resumeRead(kClient);
-  resumeRead(kUpstream);
+  guarded([&] {
+    armIdleTimer();
+    if (!client_early.empty()) consume(kClient, client_early.data(), client_early.size());
+    if (!upstream_early.empty()) consume(kUpstream, upstream_early.data(), upstream_early.size());
+    resumeRead(kClient);
+    resumeRead(kUpstream);
+  });
 }
 
 void Session::resumeRead(int f) {
@@ -76,7 +80,7 @@ void Session::armRead(int f) {
   const auto buffer = flow.lent ? boost::asio::buffer(flow.lent.get(), RelayBuffers::kBufferSize)
                                 : boost::asio::buffer(flow.landing);
   legs_[f].asyncReadSome(buffer, [self = shared_from_this(), f](const error_code& ec, size_t n) {
-    self->onLanded(f, ec, n);
+    self->guarded([&] { self->onLanded(f, ec, n); });
   });
 }
 
@@ -192,6 +196,13 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
           forward_end = pos;
         } else {
           watch_close = false;  // the rejected frame's payload is skipped
+          if (header.opcode == opcode::kClose) {
+            // Refused or not, a close is the peer's last frame: no reply to ours will follow.
+            countClose(legName(f), kInvalidCloseLabel);
+            flow.mode = Mode::kDone;
+            leg_state_[f].close_received = true;
+            break;
+          }
         }
       }
       flow.parser.reset();
@@ -212,6 +223,11 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   size_t count = 0;
   if (flow.held_size > 0 && forward_end > 0) parts[count++] = {flow.held.data(), flow.held_size};
   if (forward_end > 0) parts[count++] = {data, forward_end};
+  // Counted from the bytes handed on, not from the lengths headers declare: a peer cannot
+  // inflate the counter with a header it never follows up.
+  if (forward_end > 0 && !leg_state_[1 - f].lost) {
+    flow.bytes->add(static_cast<int64_t>(flow.held_size + forward_end));
+  }
   if (injectReady(flow)) {
     sendInject(f, {parts.data(), count});
   } else if (count > 0) {
@@ -244,7 +260,17 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
         header.isControl() ? 0 : flow.sequencer.messageLength(),
     };
     for (size_t i = 0; i < setup_.filters.size(); ++i) {
-      if (auto verdict = setup_.filters[i]->onFrame(event)) {
+      filters::FrameVerdict verdict;
+      try {
+        verdict = setup_.filters[i]->onFrame(event);
+      } catch (const std::exception& e) {
+        failAtBoundary(f, e.what());
+        return false;
+      } catch (...) {
+        failAtBoundary(f, "unknown exception from a filter");
+        return false;
+      }
+      if (verdict) {
         worker_.stats.cell(Metric::kFilterRejections, {setup_.route->name, setup_.filter_names[i]})
             .add(1);
         spdlog::debug("filter {} closed {} on route {}: {} {}", setup_.filter_names[i],
@@ -256,7 +282,6 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
     }
   }
   flow.frames->add(1);
-  flow.bytes->add(static_cast<int64_t>(header.size + header.payload_length));
   if (!header.isControl() && flow.sequencer.messageEnded()) flow.messages->add(1);
   return true;
 }
@@ -275,7 +300,7 @@ void Session::onFrameEnd(int f) {
       applyMask(flow.control.data(), flow.captured, flow.control_mask, 0);
     }
     const uint16_t code = closeCode({flow.control.data(), flow.captured});
-    countClose(legName(f), code);
+    countClose(legName(f), closeCodeLabel(code));
     leg_state_[f].close_received = true;
     if (flow.mode == Mode::kRelay) leg_state_[1 - f].close_queued = true;  // forwarded
     flow.mode = Mode::kDone;  // nothing may follow a close frame
@@ -334,7 +359,7 @@ void Session::writePending(int f) {
       boost::asio::buffer(flow.pending.get() + flow.pending_offset,
                           flow.pending_size - flow.pending_offset),
       [self = shared_from_this(), f](const error_code& ec, size_t n) {
-        self->onPendingWritten(f, ec, n);
+        self->guarded([&] { self->onPendingWritten(f, ec, n); });
       });
 }
 
@@ -360,7 +385,7 @@ void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
   const int f = 1 - leg;  // the flow that writes into `leg`
   Flow& flow = flows_[f];
   flow.inject = std::make_unique<ControlFrame>(makeCloseFrame(code, reason, leg == kUpstream));
-  countClose("gateway", code);
+  countClose("gateway", closeCodeLabel(code));
   startCloseTimer();
   if (in_consume_ && consuming_flow_ == f) return;  // consume() injects at its boundary
   if (flow.pending_size != 0) return;                 // written once the pending bytes drain
@@ -415,7 +440,7 @@ void Session::startCloseTimer() {
   closing_ = true;
   timer_.expires_after(setup_.route->close_timeout);
   timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-    if (!ec) self->finish("closing handshake timed out");
+    if (!ec) self->guarded([&] { self->finish("closing handshake timed out"); });
   });
 }
 
@@ -425,12 +450,14 @@ void Session::armIdleTimer() {
   timer_.expires_at(last_activity_ + idle);
   timer_.async_wait([self = shared_from_this()](const error_code& ec) {
     if (ec || self->closing_ || self->finished_) return;
-    const auto idle = self->setup_.route->idle_timeout;
-    if (std::chrono::steady_clock::now() - self->last_activity_ < idle) {
-      return self->armIdleTimer();
-    }
-    self->queueClose(kClient, 1001, "idle timeout");
-    self->queueClose(kUpstream, 1001, "idle timeout");
+    self->guarded([&] {
+      const auto idle = self->setup_.route->idle_timeout;
+      if (std::chrono::steady_clock::now() - self->last_activity_ < idle) {
+        return self->armIdleTimer();
+      }
+      self->queueClose(kClient, 1001, "idle timeout");
+      self->queueClose(kUpstream, 1001, "idle timeout");
+    });
   });
 }
 
@@ -454,7 +481,7 @@ void Session::maybeFinish() {
       continue;
     }
     state.lost = true;  // nothing more is read from or written to it
-    legs_[leg].close();
+    closeLeg(leg);
   }
   if (all_done || (leg_state_[kClient].lost && leg_state_[kUpstream].lost)) finish("closed");
 }
@@ -465,7 +492,7 @@ void Session::awaitEof(int leg) {
   flow.waiting_read = true;
   legs_[leg].asyncReadSome(boost::asio::buffer(flow.landing),
                            [self = shared_from_this(), leg](const error_code& ec, size_t) {
-                             self->onEofWait(leg, ec);
+                             self->guarded([&] { self->onEofWait(leg, ec); });
                            });
 }
 
@@ -483,11 +510,84 @@ void Session::finish(std::string_view why) {
   spdlog::debug("session on route {} for {} finished: {}", setup_.route->name,
                 setup_.client_address, why);
   timer_.cancel();
+  if (!leg_state_[kClient].lost) {
+    legs_[kClient].cancel();  // a lingering close takes the socket: no operation may stay on it
+    LingeringClose::close(legs_[kClient]);
+  }
   for (auto& leg : legs_) leg.close();
 }
 
-void Session::countClose(std::string_view side, uint16_t code) {
-  worker_.stats.cell(Metric::kCloseCodes, {setup_.route->name, side, std::to_string(code)}).add(1);
+// The client leg lingers if the client may have sent more (io/lingering_close.h). The upstream
+// leg gets here only after the backend's end of stream: nothing is left unread on it.
+void Session::closeLeg(int leg) {
+  if (leg == kClient && !flows_[kClient].waiting_read) return LingeringClose::close(legs_[leg]);
+  legs_[leg].close();
+}
+
+template <typename Step>
+void Session::guarded(Step&& step) noexcept {
+  try {
+    step();
+  } catch (const std::exception& e) {
+    fail(e.what());
+  } catch (...) {
+    fail("unknown exception");
+  }
+}
+
+void Session::countFailure(std::string_view what) noexcept {
+  record_.setOutcome(outcome::kFailed);
+  try {
+    worker_.stats.cell(Metric::kSessionFailures, {setup_.route->name}).add(1);
+    spdlog::error("session on route {} for {} failed: {}", setup_.route->name,
+                  setup_.client_address, what);
+  } catch (...) {
+    // Out of memory for a new cell: the failure is still handled, only not counted.
+  }
+}
+
+void Session::failAtBoundary(int f, std::string_view what) {
+  countFailure(what);
+  queueClose(kClient, 1011, "internal error");
+  queueClose(kUpstream, 1011, "internal error");
+  if (flows_[f].mode == Mode::kRelay) flows_[f].mode = Mode::kDiscard;  // await its close
+}
+
+// The step that threw may have left a flow between frames or with bytes not yet written: a close
+// frame goes only where the output is known to be at a frame boundary, written at once (the
+// frame lives on the stack: a failure may be a want of memory), and the session ends without
+// waiting for replies.
+void Session::fail(std::string_view what) noexcept {
+  countFailure(what);
+  const bool consuming = std::exchange(in_consume_, false);
+  if (finished_) return;
+  for (int leg = 0; leg < 2; ++leg) {
+    LegState& state = leg_state_[leg];
+    const Flow& into = flows_[1 - leg];
+    const bool cut = consuming && consuming_flow_ == 1 - leg;  // its output was not written
+    if (state.lost || state.close_queued || into.remaining != 0 || into.pending_size != 0 || cut) {
+      continue;
+    }
+    state.close_queued = true;
+    const ControlFrame frame = makeCloseFrame(1011, "internal error", leg == kUpstream);
+    const const_buffer bytes(frame.bytes.data(), frame.size);
+    error_code ignored;
+    legs_[leg].writeSome({&bytes, 1}, ignored);
+    try {
+      countClose("gateway", closeCodeLabel(1011));
+    } catch (...) {
+    }
+  }
+  try {
+    finish("failed");
+  } catch (...) {
+    finished_ = true;
+    for (auto& leg : legs_) leg.close();
+  }
+}
+
+void Session::countClose(std::string_view side, std::string_view code_label) {
+  worker_.stats.cell(Metric::kCloseCodes, {setup_.route->name, side, code_label}).add(1);
 }
 
 }  // namespace wsgate::gateway

@@ -165,9 +165,23 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   void awaitEof(int leg);
   void onEofWait(int leg, const boost::system::error_code& ec);
   void finish(std::string_view why);
+  void closeLeg(int leg);
+
+  // A failure (an exception) ends this session only. Every entry point from the event loop runs
+  // its step through guarded(), which turns what escapes into fail().
+  template <typename Step>
+  void guarded(Step&& step) noexcept;
+  // A filter threw on a header of flow `f`: nothing of that frame went out, so the session
+  // closes at the frame boundary as a rejection does, with 1011 both ways.
+  void failAtBoundary(int f, std::string_view what);
+  // A step threw partway: a 1011 close goes to each leg whose output is at a frame boundary,
+  // then both sockets close.
+  void fail(std::string_view what) noexcept;
+  void countFailure(std::string_view what) noexcept;
 
   static std::string_view legName(int leg) { return leg == kClient ? "client" : "upstream"; }
-  void countClose(std::string_view side, uint16_t code);
+  // `code_label` is closeCodeLabel()'s: never a value taken from the peer as is.
+  void countClose(std::string_view side, std::string_view code_label);
 
   WorkerContext& worker_;
   std::array<Stream, 2> legs_;

@@ -29,10 +29,12 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config)
     // One thread per io_context, never touched from another: Asio runs it without locks.
     : buffers_(stats_, kMaxLentBuffers, kMaxCachedBuffers),
       read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
+      // Only binds a reference to io_, constructed next.
+      context_{io_, stats_, buffers_, {read_buffer_.get(), kReadBufferSize}, index},
+      failures_(stats_.cell(Metric::kWorkerFailures, {})),
       io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE),
       sweep_timer_(io_),
       stop_signal_(io_, makeStopSignal()),
-      context_{io_, stats_, buffers_, {read_buffer_.get(), kReadBufferSize}, index},
       table_(std::make_shared<RoutingTable>(context_, std::move(config))) {}
 
 Worker::~Worker() { stop(); }
@@ -51,15 +53,25 @@ void Worker::start() {
                             sweep_timer_.cancel();
                             io_.stop();
                           });
-  thread_ = std::thread([this] {
+  thread_ = std::thread([this] { run(); });
+}
+
+// Sessions and handshakes turn their own failures into a close; what still escapes a handler
+// must not end every other connection of this worker. Asio lets run() go on after a handler
+// threw: the handler is gone, everything else stays queued.
+void Worker::run() {
+  for (;;) {
     try {
       io_.run();
+      return;  // stopped
     } catch (const std::exception& e) {
-      spdlog::critical("worker {} stopped: {}", context_.index, e.what());
-      Logging::drainBeforeAbort();
-      std::abort();
+      failures_.add(1);
+      spdlog::error("worker {}: a handler failed: {}", context_.index, e.what());
+    } catch (...) {
+      failures_.add(1);
+      spdlog::error("worker {}: a handler failed with an unknown exception", context_.index);
     }
-  });
+  }
 }
 
 void Worker::sweepBuffersLater() {

@@ -43,19 +43,25 @@ class Worker {
   void stop();
 
  private:
+  void run();
   void sweepBuffersLater();
 
-  // Declared first: sessions destroyed with io_ still count themselves in stats_ and give
-  // their buffers back.
+  // Declared before io_, so destroyed after it: the handlers io_ destroys with it (sessions,
+  // handshakes) still count themselves in stats_, give their buffers back and reach both through
+  // context_.
   WorkerStats stats_;
   RelayBuffers buffers_;
   std::unique_ptr<uint8_t[]> read_buffer_;
+  WorkerContext context_;
+  Cell& failures_;
   boost::asio::io_context io_;
+  // Declared after io_, so destroyed before it, as Asio requires of I/O objects. Handlers that
+  // point at them (the listeners' accepts, the stop signal's wait) are only ever destroyed
+  // once run() has returned, never invoked.
   boost::asio::steady_timer sweep_timer_;
   // stop() writes here from another thread: the io_context itself is never touched from outside
   // its thread, so it runs without locks.
   boost::asio::posix::stream_descriptor stop_signal_;
-  WorkerContext context_;
   std::shared_ptr<const RoutingTable> table_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::thread thread_;

@@ -34,8 +34,14 @@ const std::array<MetricInfo, static_cast<size_t>(Metric::kCount)> kMetrics = {{
      false, {"route", "direction"}},
     {"wsgate_relay_buffer_bytes",
      "Bytes of read buffers lent to busy sessions (idle sessions hold none).", true, {}},
+    {"wsgate_session_failures_total",
+     "Sessions the gateway closed with 1011 because handling them failed (an exception).", false,
+     {"route"}},
     {"wsgate_upstream_connect_failures_total", "Failed connection attempts to cluster endpoints.",
      false, {"cluster"}},
+    {"wsgate_worker_failures_total",
+     "Failures that escaped every handler and reached a worker's loop, which went on.", false,
+     {}},
 }};
 
 }  // namespace

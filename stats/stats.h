@@ -34,7 +34,9 @@ enum class Metric : uint8_t {
   kMessages,
   kProtocolErrors,
   kRelayBufferBytes,
+  kSessionFailures,
   kUpstreamConnectFailures,
+  kWorkerFailures,
   kCount,
 };
 

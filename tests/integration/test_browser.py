@@ -260,10 +260,10 @@ def test_close_code_and_reason_from_the_browser_reach_the_backend(start_gateway,
     assert closed == {"code": 4001, "reason": "bye", "wasClean": True,
                       "events": ["open", "close"]}
     assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="upstream",
-                          code="4001") == 1
+                          code="4xxx") == 1
     assert wait_for(lambda: record["close_codes"])
     assert record["close_codes"] == [(4001, "bye")]
-    assert gw.metric("wsgate_close_codes_total", route="app", side="client", code="4001") == 1
+    assert gw.metric("wsgate_close_codes_total", route="app", side="client", code="4xxx") == 1
 
 
 def test_close_code_and_reason_from_the_backend_reach_the_browser(start_gateway, backends,
@@ -279,12 +279,12 @@ def test_close_code_and_reason_from_the_backend_reach_the_browser(start_gateway,
     assert closed == {"code": 4002, "reason": "done", "wasClean": True,
                       "events": ["open", "close"]}
     assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="client",
-                          code="4002") == 1
+                          code="4xxx") == 1
     # The browser's answer (the same code and reason) completed the backend's handshake.
     assert record["messages"] == ["go"]
     assert wait_for(lambda: record["close_codes"])
     assert record["close_codes"] == [(4002, "done")]
-    assert gw.metric("wsgate_close_codes_total", route="app", side="upstream", code="4002") == 1
+    assert gw.metric("wsgate_close_codes_total", route="app", side="upstream", code="4xxx") == 1
 
 
 def test_page_from_an_origin_not_allowed_cannot_connect(start_gateway, backends, browser,

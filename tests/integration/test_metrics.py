@@ -83,9 +83,9 @@ def test_metrics_count_what_was_sent_and_pass_promtool(start_gateway, backends):
     assert c.read_close() == (4001, "bye")
     assert c.wait_end(5) == "fin"
     assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="client",
-                          code="4001") == 1
+                          code="4xxx") == 1
     assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="upstream",
-                          code="4001") == 1
+                          code="4xxx") == 1
     # Close frames are frames too: 2 + 4 + 5 bytes up, 2 + 5 down.
     assert m("wsgate_frames_total", route="app", direction=C2U) == 6
     assert gw.wait_metric("wsgate_bytes_total", 1146 + 11, route="app", direction=C2U) == \

@@ -200,5 +200,5 @@ def test_close_code_and_reason_both_ways(gateway, node_backend, closer):
     first, second = ("client", "upstream") if closer == "client" else ("upstream", "client")
     for side in (first, second):
         assert gateway.wait_metric("wsgate_close_codes_total", 1, route="app", side=side,
-                                   code=str(code)) == 1, side
+                                   code="4xxx") == 1, side
     assert gateway.wait_idle() == 0

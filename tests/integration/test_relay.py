@@ -125,9 +125,9 @@ def test_close_code_and_reason_from_client_reach_backend(start_gateway, backends
     assert wait_for(lambda: record["close_codes"])
     assert record["close_codes"] == [(4001, "bye")]
     assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="client",
-                          code="4001") == 1
+                          code="4xxx") == 1
     assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="upstream",
-                          code="4001") == 1
+                          code="4xxx") == 1
 
 
 def test_close_code_and_reason_from_backend_reach_client(start_gateway, backends):
@@ -145,7 +145,7 @@ def test_close_code_and_reason_from_backend_reach_client(start_gateway, backends
     assert wait_for(lambda: record["close_codes"])
     assert record["close_codes"] == [(4002, "server says bye")]
     assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="upstream",
-                          code="4002") == 1
+                          code="4xxx") == 1
 
 
 def test_close_without_status_code_is_relayed(start_gateway, backends):

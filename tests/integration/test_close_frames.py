@@ -1,0 +1,167 @@
+"""A close frame, valid or not, is the peer's last frame (RFC 6455 §7.1.1, §7.1.5): the gateway
+answers it and ends the TCP connection at once, itself (the client sees the close frame, then
+end of stream), and what a client sends after its close never costs it the gateway's reply."""
+import asyncio
+import socket
+import struct
+import time
+
+import pytest
+
+from conftest import accept_for, app_config
+from wsproto import CLOSE, TEXT, RawClient, close_payload, encode_frame
+
+CLOSE_TIMEOUT = 5  # route.close_timeout's default: the wait these tests must never see
+PROMPT = 1.5       # "at once", with room for a loaded machine
+
+# Close frames the gateway itself refuses (1002), and ones it relays for the backend to refuse.
+REFUSED = {
+    "one_byte_payload": encode_frame(CLOSE, b"\x03"),
+    "over_125_bytes": encode_frame(CLOSE, close_payload(1000, "r" * 124)),
+    "fragmented": encode_frame(CLOSE, close_payload(1000), fin=False),
+}
+RELAYED = {
+    "code_999": encode_frame(CLOSE, close_payload(999)),
+    "code_1005": encode_frame(CLOSE, close_payload(1005)),
+    "invalid_utf8_reason": encode_frame(CLOSE, struct.pack("!H", 1000) + b"\xff\xfe"),
+}
+
+
+def end_of_stream_after_close(c, started):
+    """Reads the close the client gets, then how its connection ends; returns (code, how,
+    seconds from `started` to the end)."""
+    code, _ = c.read_close(timeout=CLOSE_TIMEOUT + 2)
+    how = c.wait_end(CLOSE_TIMEOUT + 2)
+    return code, how, time.monotonic() - started
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_refused_close_frame_ends_the_connection_at_once(start_gateway, backends, name):
+    port, record = backends.echo()
+    gw = start_gateway(app_config([port]))
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+    started = time.monotonic()
+    c.send(REFUSED[name])
+    code, how, took = end_of_stream_after_close(c, started)
+    assert code == 1002
+    # The gateway closed (the client has not), without waiting for a reply that cannot come.
+    assert how == "fin"
+    assert took < PROMPT, f"connection ended {took:.2f} s after the close"
+    assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="client",
+                          code="invalid") == 1
+    assert gw.wait_idle(PROMPT) == 0
+
+
+@pytest.mark.parametrize("name", sorted(RELAYED))
+def test_a_close_frame_the_backend_refuses_ends_the_connection_at_once(start_gateway, backends,
+                                                                       name):
+    port, _ = backends.echo()
+    gw = start_gateway(app_config([port]))
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+    started = time.monotonic()
+    c.send(RELAYED[name])
+    code, how, took = end_of_stream_after_close(c, started)
+    assert code in (1002, 1007)  # the backend's answer, relayed
+    assert how == "fin"
+    assert took < PROMPT, f"connection ended {took:.2f} s after the close"
+
+
+def slow_closing_backend(backends, delay):
+    """A backend that answers the upgrade, reads frames until a close, answers it with the same
+    payload after `delay` seconds, and closes the connection."""
+    async def respond(reader, writer, record):
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key:")][0]
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key) +
+                     b"\r\n\r\n")
+        while True:
+            b0, b1 = await asyncio.wait_for(reader.readexactly(2), 10)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", await reader.readexactly(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", await reader.readexactly(8))[0]
+            key = await reader.readexactly(4) if b1 & 0x80 else b""
+            payload = await reader.readexactly(n)
+            if b0 & 0x0F == CLOSE:
+                break
+        await asyncio.sleep(delay)
+        writer.write(bytes([0x88, len(payload)]) + (
+            bytes(p ^ key[i % 4] for i, p in enumerate(payload)) if key else payload))
+        await writer.drain()  # then closes first, as a server does (RFC 6455 §7.1.1)
+    return backends.raw(respond)
+
+
+def test_frames_after_a_close_never_cost_the_client_its_reply(start_gateway, backends):
+    """200 sessions whose client sends a text frame after its close: in the same write, a moment
+    later (while the backend takes its time to answer), or after reading the reply. The reply
+    always arrives before the connection ends: closing a socket with unread bytes would send a
+    reset that destroys it."""
+    port, _ = slow_closing_backend(backends, delay=0.02)
+    gw = start_gateway(app_config([port], workers=1))
+    deadline = time.monotonic() + 60
+    for i in range(200):
+        assert time.monotonic() < deadline, f"200 sessions took over 60 s (at {i})"
+        c = RawClient(gw.port, timeout=5)
+        # Each send leaves at once: Nagle would hold the late frame until the close is acked.
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.upgrade("/app")
+        close = encode_frame(CLOSE, close_payload(4000 + i))
+        late = encode_frame(TEXT, "after the close")
+        kind = i % 3
+        if kind == 0:
+            c.send(close + late)
+        elif kind == 1:
+            c.send(close)
+            time.sleep(0.002)
+            c.send(late)
+        else:
+            c.send(close)
+        try:
+            code, _ = c.read_close(timeout=5)
+        except ConnectionResetError:
+            pytest.fail(f"session {i} (kind {kind}): reset before the close reply arrived")
+        assert code == 4000 + i
+        if kind == 2:
+            try:
+                c.send(late)
+            except OSError:
+                pass  # the gateway may already be gone: its reply came first, which is the point
+        else:
+            assert c.wait_end(PROMPT + 1) == "fin", f"session {i} (kind {kind})"
+        c.close()
+    assert gw.wait_idle(5) == 0
+
+
+def test_a_client_that_keeps_sending_after_its_close_is_cut_off(start_gateway, backends):
+    """The lingering after the gateway's reply is bounded: a client that never stops sending is
+    not read for ever, and still gets the reply (its frames are unread when the reply goes)."""
+    port, _ = slow_closing_backend(backends, delay=0.05)
+    gw = start_gateway(app_config([port], workers=1))
+    fds = gw.fd_count()
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+    c.send(encode_frame(CLOSE, close_payload(1000)))
+    started = time.monotonic()
+    frame = encode_frame(TEXT, "x" * 1000)
+    ended = None
+    while time.monotonic() - started < CLOSE_TIMEOUT:
+        try:
+            c.sock.sendall(frame)
+        except OSError:
+            ended = time.monotonic() - started
+            break
+        time.sleep(0.001)
+    assert ended is not None and ended < 4, "the gateway kept reading after its reply"
+    # The reply was sent before the end, and is still there to read.
+    assert c.read_close(timeout=2) == (1000, "")
+    c.close()
+    assert gw.wait_idle(5) == 0
+    deadline = time.monotonic() + 5
+    while gw.fd_count() > fds and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gw.fd_count() <= fds
