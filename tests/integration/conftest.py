@@ -35,23 +35,6 @@ def tool(name, package=None):
     return path
 
 
-def built_on_stock_asio():
-    """Whether the binary runs on Asio's stock operations (a Boost whose internals
-    io/reactor_op.h does not know, or -DWSGATE_ASIO_INTERNALS=OFF): its --version says so."""
-    try:
-        result = subprocess.run([WSGATE, "--version"], capture_output=True, text=True, timeout=10)
-    except OSError:
-        return False  # no binary: the tests that start it fail, not skip
-    return "+stock-asio" in result.stdout + result.stderr
-
-
-# For tests that pin what wsgate's own reactor operations save over Asio's stock ones.
-needs_asio_internals = pytest.mark.skipif(
-    built_on_stock_asio(),
-    reason="built on Asio's stock operations (WSGATE_ASIO_INTERNALS off): they do not make "
-           "this saving")
-
-
 def wait_for(predicate, timeout=5, interval=0.05):
     """Polls `predicate` until it is true or `timeout` passes; returns its last value."""
     deadline = time.monotonic() + timeout

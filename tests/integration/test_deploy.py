@@ -13,8 +13,9 @@ import tempfile
 from conftest import ROOT, WSGATE, tool
 
 DEPLOY = os.path.join(ROOT, "deploy")
-# In every debian:N-slim image (Priority: required, or needed by apt itself).
-IN_BASE_IMAGE = {"libc6", "libstdc++6", "libgcc-s1"}
+# In every debian:N-slim image (Priority: required, or needed by apt itself). Debian 13's
+# libcrypto links zlib and zstd, which dpkg and apt need too.
+IN_BASE_IMAGE = {"libc6", "libstdc++6", "libgcc-s1", "zlib1g", "libzstd1"}
 # Runtimes of a sanitizer build (make test-sanitize); the Dockerfile builds Release without.
 SANITIZER_RUNTIME = re.compile(r"^lib(asan|ubsan|tsan|lsan|hwasan)\.so")
 
