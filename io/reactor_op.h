@@ -5,8 +5,8 @@
 // This reaches into boost::asio::detail (the reactor, a socket's implementation), so it is built
 // only for the Boosts whose epoll reactor it was checked against (WSGATE_ASIO_INTERNALS, set by
 // CMakeLists.txt); the static_asserts stop a build that forces it on anything else. Completion,
-// cancellation by close()/cancel() and work tracking stay Asio's. Without it, the same calls run
-// on Asio's stock operations: correct, with the system calls these spare.
+// cancellation by close()/cancel() and work tracking stay Asio's. Without it the same calls run
+// on Asio's stock operations, which make the system calls these spare.
 #pragma once
 
 #include <cstddef>
