@@ -1,4 +1,4 @@
-# wsgate: `make run` and `make test` are all a new machine needs (Debian 12, root or sudo).
+# wsgate: `make run` and `make test` are all a new machine needs (Debian 12 or 13, root or sudo).
 BUILD_DIR ?= build
 SANITIZE_DIR ?= build-sanitize
 CONFIG ?= config/examples/quickstart.yaml

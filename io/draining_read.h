@@ -1,14 +1,15 @@
 // An asynchronous read that tells Asio's reactor when it drained the socket.
 //
-// Asio 1.26 (Boost 1.81) marks a socket read "exhausted" only at end of stream, so after every
-// read it keeps the descriptor flagged as possibly readable and the next async_read_some first
-// tries a recv that finds nothing: one wasted system call per wake-up of every relay flow. A
-// short read alone does not prove the socket drained: a FIN that came with the data is still
-// pending, and with edge-triggered epoll no new event would announce it. So the read asks the
-// kernel: with TCP_INQ enabled on the socket (listener.cc, nonblocking_socket.h), recvmsg
-// reports the bytes left after the read, and non-zero once a FIN is pending. Only "0 left"
-// marks the socket drained; then the next read waits for epoll's edge instead. Sockets without
-// that report (no TCP_INQ, Unix sockets) keep Asio's behaviour.
+// Asio 1.26 and 1.28 (Boost 1.81, 1.83) mark a socket read "exhausted" only at end of stream,
+// so after every read they keep the descriptor flagged as possibly readable and the next
+// async_read_some first tries a recv that finds nothing: one wasted system call per wake-up of
+// every relay flow. A short read alone does not prove the socket drained: a FIN that came with
+// the data is still pending, and with edge-triggered epoll no new event would announce it. So
+// the read asks the kernel: with TCP_INQ enabled on the socket (listener.cc,
+// nonblocking_socket.h), recvmsg reports the bytes left after the read, and non-zero once a FIN
+// is pending. Only "0 left" marks the socket drained; then the next read waits for epoll's edge
+// instead. Sockets without that report (no TCP_INQ, Unix sockets) keep Asio's behaviour, and so
+// does a build without WSGATE_ASIO_INTERNALS (reactor_op.h).
 #pragma once
 
 #include <netinet/in.h>
@@ -94,11 +95,15 @@ void asyncReadWith(Socket& socket, Perform perform, Handler handler) {
 // stream. Like socket.async_read_some, at most one outstanding per socket.
 template <typename Socket, typename Handler>
 void asyncDrainingRead(Socket& socket, boost::asio::mutable_buffer buffer, Handler handler) {
+#if !WSGATE_ASIO_INTERNALS
+  socket.async_read_some(buffer, std::move(handler));
+#else
   auto perform = [buffer](reactor::socket_type fd, boost::system::error_code& ec,
                           size_t& transferred) {
     return readReportingLeft(fd, buffer, ec, transferred);
   };
   asyncReadWith(socket, std::move(perform), std::move(handler));
+#endif
 }
 
 // One attempt with `perform` now, without waiting: would_block when nothing is there. When that

@@ -50,6 +50,9 @@ inline boost::asio::ip::tcp::socket adoptSocket(boost::asio::io_context& io,
 template <typename Handler>
 void asyncAcceptNonBlocking(boost::asio::ip::tcp::acceptor& acceptor,
                             boost::asio::ip::tcp::endpoint& peer, Handler handler) {
+#if !WSGATE_ASIO_INTERNALS
+  acceptor.async_accept(peer, std::move(handler));
+#else
   auto perform = [&peer](reactor::socket_type fd, boost::system::error_code& ec,
                          size_t& accepted) {
     for (;;) {
@@ -77,6 +80,7 @@ void asyncAcceptNonBlocking(boost::asio::ip::tcp::acceptor& acceptor,
         if (!ec) socket = adoptSocket(io, peer.protocol(), static_cast<int>(fd), ec);
         handler(ec, std::move(socket));
       });
+#endif
 }
 
 // Opens a non-blocking socket of `io` in `socket` and connects it to `endpoint` without waiting.

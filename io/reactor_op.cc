@@ -1,5 +1,7 @@
 #include "io/reactor_op.h"
 
+#if WSGATE_ASIO_INTERNALS
+
 namespace wsgate::gateway::reactor {
 
 namespace {
@@ -47,3 +49,4 @@ AcceptorImpl& acceptorImpl(Acceptor& acceptor) {
 }
 
 }  // namespace wsgate::gateway::reactor
+#endif

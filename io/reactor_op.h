@@ -2,9 +2,11 @@
 // on the hot paths (see draining_read.h and nonblocking_socket.h for what each saves), and the
 // socket state that goes with them.
 //
-// This reaches into boost::asio::detail (the reactor, a socket's implementation): it is pinned
-// to the epoll reactor of the Boost that Debian 12 ships, and the static_asserts stop a build on
-// anything else. Completion, cancellation by close()/cancel() and work tracking stay Asio's.
+// This reaches into boost::asio::detail (the reactor, a socket's implementation), so it is built
+// only for the Boosts whose epoll reactor it was checked against (WSGATE_ASIO_INTERNALS, set by
+// CMakeLists.txt); the static_asserts stop a build that forces it on anything else. Completion,
+// cancellation by close()/cancel() and work tracking stay Asio's. Without it the same calls run
+// on Asio's stock operations, which make the system calls these spare.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#if WSGATE_ASIO_INTERNALS
 #include <boost/asio/detail/bind_handler.hpp>
 #include <boost/asio/detail/fenced_block.hpp>
 #include <boost/asio/detail/handler_alloc_helpers.hpp>
@@ -26,7 +29,10 @@
 
 namespace wsgate::gateway::reactor {
 
-static_assert(BOOST_VERSION / 100 == 1081, "reactor_op.h is written against Boost 1.81's Asio");
+// Asio 1.26 and 1.28: the members used below are the same in both.
+static_assert(BOOST_VERSION / 100 == 1081 || BOOST_VERSION / 100 == 1083,
+              "reactor_op.h is written against the Asio of Boost 1.81 and 1.83 "
+              "(configure with -DWSGATE_ASIO_INTERNALS=OFF)");
 namespace ad = boost::asio::detail;
 static_assert(std::is_same_v<ad::reactor, ad::epoll_reactor>, "needs Asio's epoll reactor");
 
@@ -146,3 +152,53 @@ void adoptedNonBlocking(Socket& socket) {
 }
 
 }  // namespace wsgate::gateway::reactor
+
+#else  // Asio's stock operations.
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/system/error_code.hpp>
+
+namespace wsgate::gateway::reactor {
+
+enum class Status { not_done, done, done_and_exhausted };
+using socket_type = int;
+
+// Waits until `object` is readable, then tries `perform` again.
+template <typename IoObject, typename Perform, typename Handler>
+void waitToRead(IoObject& object, Perform perform, Handler handler) {
+  auto executor = boost::asio::get_associated_executor(handler, object.get_executor());
+  object.async_wait(
+      IoObject::wait_read,
+      boost::asio::bind_executor(
+          executor, [&object, perform = std::move(perform),
+                     handler = std::move(handler)](boost::system::error_code ec) mutable {
+            std::size_t result = 0;
+            if (!ec && perform(object.native_handle(), ec, result) == Status::not_done) {
+              return waitToRead(object, std::move(perform), std::move(handler));
+            }
+            handler(ec, result);
+          }));
+}
+
+// Tried at once, like Asio's own reads, since a wait would miss an edge already reported.
+template <typename IoObject, typename Perform, typename Handler>
+void startRead(IoObject& object, Perform perform, Handler handler) {
+  boost::system::error_code ec;
+  std::size_t result = 0;
+  if (perform(object.native_handle(), ec, result) == Status::not_done) {
+    return waitToRead(object, std::move(perform), std::move(handler));
+  }
+  boost::asio::post(object.get_executor(),
+                    boost::asio::append(std::move(handler), ec, result));
+}
+
+template <typename Socket>
+void markDrained(Socket&) {}
+
+template <typename Socket>
+void adoptedNonBlocking(Socket&) {}
+
+}  // namespace wsgate::gateway::reactor
+#endif

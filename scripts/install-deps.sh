@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# Installs, from Debian 12's archive, whatever of wsgate's build, test or bench dependencies is
-# missing. Usage: scripts/install-deps.sh [build|test|bench|fuzz]... (default: build test).
+# Installs, from the archive of the Debian release it runs on (12 bookworm or 13 trixie), whatever
+# of wsgate's build, test or bench dependencies is missing.
+# Usage: scripts/install-deps.sh [build|test|bench|fuzz]... (default: build test).
 set -euo pipefail
+
+# The few names that differ between releases. Boost is pinned to the version whose Asio internals
+# io/reactor_op.h was checked against (another Boost builds with Asio's stock operations).
+release=$( . /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-${VERSION_ID:-}}" )
+case $release in
+  bookworm | 12) boost=libboost1.81-dev clang_rt=libclang-rt-14-dev ;;
+  trixie | 13) boost=libboost1.83-dev clang_rt=libclang-rt-dev ;;
+  *)
+    echo "install-deps: Debian release '${release:-unknown}' not known (12 bookworm, 13 trixie);" \
+         "trying Debian 13's package names" >&2
+    boost=libboost-dev clang_rt=libclang-rt-dev ;;
+esac
 
 build_pkgs=(
   build-essential cmake ninja-build   # compiler and build
-  libboost1.81-dev                    # Asio (I/O) and Beast (HTTP, WebSocket for the echo upstream)
+  "$boost"                            # Asio (I/O) and Beast (HTTP, WebSocket for the echo upstream)
   libssl-dev                          # OpenSSL 3: SHA-1 for Sec-WebSocket-Accept (TLS later)
   libyaml-cpp-dev                     # configuration files
   prometheus-cpp-dev                  # /metrics text format
@@ -22,7 +35,7 @@ test_pkgs=(
   procps
 )
 bench_pkgs=(nginx haproxy nlohmann-json3-dev)
-fuzz_pkgs=(clang libclang-rt-14-dev)  # libFuzzer (`make fuzz`)
+fuzz_pkgs=(clang "$clang_rt")  # libFuzzer (`make fuzz`)
 
 groups=("$@")
 [[ ${#groups[@]} -gt 0 ]] || groups=(build test)

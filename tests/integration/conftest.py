@@ -17,7 +17,8 @@ import time
 import urllib.request
 
 import pytest
-import websockets
+
+import wscompat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WSGATE = os.environ.get("WSGATE_BIN", os.path.join(ROOT, "build", "wsgate"))
@@ -235,13 +236,13 @@ class Backends:
 
         async def wrapped(ws):
             record["connections"] += 1
-            record["headers"].append(ws.request_headers)
-            record["paths"].append(ws.path)
-            record["extensions"].append([e.name for e in ws.extensions])
+            record["headers"].append(wscompat.request_headers(ws))
+            record["paths"].append(wscompat.request_path(ws))
+            record["extensions"].append(wscompat.extensions(ws))
             record["subprotocols"].append(ws.subprotocol)
             try:
                 await handler(ws, record)
-            except websockets.ConnectionClosed:
+            except wscompat.ConnectionClosed:
                 pass
             finally:
                 try:
@@ -254,7 +255,7 @@ class Backends:
         kwargs.setdefault("compression", None)
 
         async def serve():
-            return await websockets.serve(wrapped, "127.0.0.1", 0, **kwargs)
+            return await wscompat.serve(wrapped, "127.0.0.1", 0, **kwargs)
         server = self.run(serve())
         self.servers.append(server)
         return server.sockets[0].getsockname()[1], record

@@ -13,14 +13,23 @@ import tempfile
 from conftest import ROOT, WSGATE, tool
 
 DEPLOY = os.path.join(ROOT, "deploy")
-# In every debian:12-slim image (Priority: required, or needed by apt itself).
-IN_BASE_IMAGE = {"libc6", "libstdc++6", "libgcc-s1"}
+# In every debian:N-slim image (Priority: required, or needed by apt itself). Debian 13's
+# libcrypto links zlib and zstd, which dpkg and apt need too.
+IN_BASE_IMAGE = {"libc6", "libstdc++6", "libgcc-s1", "zlib1g", "libzstd1"}
 # Runtimes of a sanitizer build (make test-sanitize); the Dockerfile builds Release without.
 SANITIZER_RUNTIME = re.compile(r"^lib(asan|ubsan|tsan|lsan|hwasan)\.so")
 
 
 def sh(*args, **kwargs):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kwargs)
+
+
+def debian_release():
+    """This machine's Debian major version ("12", "13"): the image's DEBIAN build argument
+    whose runtime packages match the binary built here."""
+    with open("/etc/os-release") as f:
+        fields = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    return fields["VERSION_ID"].strip('"')
 
 
 class Dockerfile:
@@ -31,13 +40,17 @@ class Dockerfile:
             text = f.read()
         text = re.sub(r"\\\n(\s*#.*\n)*", " ", text)  # continuation lines (and comments in them)
         self.stages = []
+        self.build_args = {}  # ARGs declared before the first FROM, with their defaults
         for line in text.splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             keyword, _, args = line.partition(" ")
             keyword = keyword.upper()
-            if keyword == "FROM":
+            if keyword == "ARG" and not self.stages:
+                name, _, default = args.strip().partition("=")
+                self.build_args[name] = default
+            elif keyword == "FROM":
                 words = args.split()
                 name = words[2] if len(words) > 2 and words[1].upper() == "AS" else None
                 self.stages.append({"base": words[0], "name": name, "instructions": []})
@@ -88,6 +101,19 @@ class Dockerfile:
     def stage(self, name):
         return next(s for s in self.stages if s["name"] == name)
 
+    def base_chain(self, stage, **build_args):
+        """`stage` and the earlier stages it is built FROM, with build arguments substituted;
+        then the image the last of them starts from."""
+        values = {**self.build_args, **build_args}
+        chain = [stage]
+        while True:
+            base = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                          lambda m: values[m.group(1) or m.group(2)], chain[-1]["base"])
+            parent = next((s for s in self.stages if s["name"] == base), None)
+            if parent is None:
+                return chain, base
+            chain.append(parent)
+
 
 def needed_libraries(binary):
     """Resolved paths of the shared libraries `ldd` lists for `binary` (the dynamic loader
@@ -136,8 +162,13 @@ def test_prometheus_config_passes_promtool():
 
 def test_runtime_image_installs_a_package_for_every_library_the_binary_needs():
     docker = Dockerfile(os.path.join(DEPLOY, "Dockerfile"))
-    installed = docker.apt_installed(docker.runtime)
-    assert installed, "the runtime stage installs no package"
+    release = debian_release()
+    chain, image = docker.base_chain(docker.runtime, DEBIAN=release)
+    assert image == f"debian:{release}-slim", f"DEBIAN={release}: the runtime stage runs on {image}"
+    _, build_image = docker.base_chain(docker.stage("build"), DEBIAN=release)
+    assert build_image == f"debian:{release}", f"DEBIAN={release}: the binary is built on {build_image}"
+    installed = set().union(*(docker.apt_installed(stage) for stage in chain))
+    assert installed, f"DEBIAN={release}: the runtime stage installs no package"
     libraries = [p for p in needed_libraries(WSGATE)
                  if not SANITIZER_RUNTIME.match(os.path.basename(p))]
     needed = {}
@@ -147,7 +178,7 @@ def test_runtime_image_installs_a_package_for_every_library_the_binary_needs():
     assert IN_BASE_IMAGE & set(needed), f"ldd/dpkg mapping found no libc: {needed}"
     missing = {p: paths for p, paths in needed.items()
                if p not in installed and p not in IN_BASE_IMAGE}
-    assert not missing, f"the runtime stage does not install {sorted(missing)} " \
+    assert not missing, f"DEBIAN={release}: the runtime stage does not install {sorted(missing)} " \
                         f"(libraries {missing}); it installs {sorted(installed)}"
 
 

@@ -9,8 +9,8 @@ import tempfile
 import threading
 
 import pytest
-import websockets
 
+import wscompat
 from conftest import Gateway, app_config, run, tool, wait_for
 from test_relay import echo_roundtrips, payloads
 
@@ -104,8 +104,8 @@ def test_fragmented_message_from_client_is_reassembled_by_ws(gateway, node_backe
     whole = parts[0][:0].join(parts)
 
     async def client():
-        async with websockets.connect(url(gateway), max_size=None, compression=None,
-                                      open_timeout=5, close_timeout=5) as ws:
+        async with wscompat.connect(url(gateway), max_size=None, compression=None,
+                                    open_timeout=5, close_timeout=5) as ws:
             # Five frames: the four parts, then an empty final continuation (FIN set).
             await ws.send(parts)
             return await asyncio.wait_for(ws.recv(), 10)
@@ -130,10 +130,10 @@ def test_permessage_deflate_negotiated_with_ws_end_to_end(gateway, node_backend)
     fragmented = ["deflated ", "fragments " * 3000, "end"]
 
     async def client():
-        async with websockets.connect(url(gateway), compression="deflate", max_size=None,
-                                      open_timeout=5, close_timeout=5) as ws:
-            negotiated = ws.response_headers.get("Sec-WebSocket-Extensions", "")
-            names = [e.name for e in ws.extensions]
+        async with wscompat.connect(url(gateway), compression="deflate", max_size=None,
+                                    open_timeout=5, close_timeout=5) as ws:
+            negotiated = wscompat.response_headers(ws).get("Sec-WebSocket-Extensions", "")
+            names = wscompat.extensions(ws)
             for message in (text, data, text):
                 await ws.send(message)
                 assert await asyncio.wait_for(ws.recv(), 10) == message
@@ -164,11 +164,11 @@ def test_permessage_deflate_negotiated_with_ws_end_to_end(gateway, node_backend)
 ])
 def test_subprotocol_chosen_by_ws_reaches_the_client(gateway, node_backend, offer, chosen):
     async def client():
-        async with websockets.connect(url(gateway), subprotocols=offer or None,
-                                      open_timeout=5, close_timeout=5) as ws:
+        async with wscompat.connect(url(gateway), subprotocols=offer or None,
+                                    open_timeout=5, close_timeout=5) as ws:
             await ws.send("hi")
             assert await asyncio.wait_for(ws.recv(), 5) == "hi"
-            return ws.subprotocol, ws.response_headers.get("Sec-WebSocket-Protocol")
+            return ws.subprotocol, wscompat.response_headers(ws).get("Sec-WebSocket-Protocol")
     assert run(client()) == (chosen, chosen)
     connection = node_backend.wait_event("connection")
     assert connection["offered_protocols"] == offer  # forwarded as offered, in order
@@ -181,14 +181,14 @@ def test_close_code_and_reason_both_ways(gateway, node_backend, closer):
         (4002, "ws says bye — ünïcode")
 
     async def client():
-        async with websockets.connect(url(gateway), open_timeout=5, close_timeout=5) as ws:
+        async with wscompat.connect(url(gateway), open_timeout=5, close_timeout=5) as ws:
             await ws.send("hello")
             assert await asyncio.wait_for(ws.recv(), 5) == "hello"
             if closer == "client":
                 await ws.close(code, reason)
             else:
                 await ws.send(f"close:{code}:{reason}")
-                with pytest.raises(websockets.ConnectionClosed):
+                with pytest.raises(wscompat.ConnectionClosed):
                     await asyncio.wait_for(ws.recv(), 5)
             await asyncio.wait_for(ws.wait_closed(), 5)
             return ws.close_code, ws.close_reason

@@ -11,8 +11,8 @@ import subprocess
 import time
 
 import pytest
-import websockets
 
+import wscompat
 from conftest import ROOT, WSGATE, app_config, dead_port, gateway_config, run, wait_for
 from wsproto import BINARY, TEXT, RawClient, encode_frame
 
@@ -81,8 +81,8 @@ def test_hundreds_of_sessions_leak_no_file_descriptor(start_gateway, backends):
 
     async def sessions(n, path):
         for i in range(n):
-            async with websockets.connect(f"ws://127.0.0.1:{gw.port}{path}", open_timeout=5,
-                                          close_timeout=5) as ws:
+            async with wscompat.connect(f"ws://127.0.0.1:{gw.port}{path}", open_timeout=5,
+                                        close_timeout=5) as ws:
                 await ws.send("x")
                 assert await ws.recv() == "x"
 

@@ -12,8 +12,8 @@ import urllib.parse
 import urllib.request
 
 import pytest
-import websockets
 
+import wscompat
 from conftest import Gateway, gateway_config, run, tool, wait_for
 from wsproto import RawClient
 
@@ -124,8 +124,8 @@ def test_prometheus_scrapes_exactly_what_was_sent(start_gateway, prometheus):
 
     async def sessions():
         for s in range(SESSIONS):
-            async with websockets.connect(f"ws://127.0.0.1:{gw.port}/echo", open_timeout=5,
-                                          close_timeout=5) as ws:
+            async with wscompat.connect(f"ws://127.0.0.1:{gw.port}/echo", open_timeout=5,
+                                        close_timeout=5) as ws:
                 for i in range(MESSAGES_PER_SESSION):
                     message = f"s{s}m{i}" if i % 2 else f"s{s}m{i}".encode()
                     await ws.send(message)

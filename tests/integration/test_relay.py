@@ -4,8 +4,8 @@ import asyncio
 import time
 
 import pytest
-import websockets
 
+import wscompat
 from conftest import app_config, gateway_config, run, wait_for
 from wsproto import (BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient, close_payload,
                      encode_frame)
@@ -20,8 +20,8 @@ def payloads(size):
 
 
 async def echo_roundtrips(url, sizes):
-    async with websockets.connect(url, max_size=None, compression=None, open_timeout=5,
-                                  close_timeout=5) as ws:
+    async with wscompat.connect(url, max_size=None, compression=None, open_timeout=5,
+                                close_timeout=5) as ws:
         for size in sizes:
             text, data = payloads(size)
             await ws.send(text)
@@ -113,8 +113,8 @@ def test_close_code_and_reason_from_client_reach_backend(start_gateway, backends
     gw = start_gateway(app_config([port]))
 
     async def client():
-        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/app",
-                                      close_timeout=5) as ws:
+        async with wscompat.connect(f"ws://127.0.0.1:{gw.port}/app",
+                                    close_timeout=5) as ws:
             await ws.send("hi")
             await ws.recv()
             await ws.close(4001, "bye")
@@ -177,10 +177,10 @@ def test_permessage_deflate_session_end_to_end(start_gateway, backends):
     data = bytes(range(256)) * 400
 
     async def client():
-        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/app",
-                                      compression="deflate", max_size=None) as ws:
-            negotiated = ws.response_headers.get("Sec-WebSocket-Extensions", "")
-            names = [e.name for e in ws.extensions]
+        async with wscompat.connect(f"ws://127.0.0.1:{gw.port}/app",
+                                    compression="deflate", max_size=None) as ws:
+            negotiated = wscompat.response_headers(ws).get("Sec-WebSocket-Extensions", "")
+            names = wscompat.extensions(ws)
             for _ in range(3):
                 await ws.send(text)
                 assert await asyncio.wait_for(ws.recv(), 10) == text
@@ -204,11 +204,11 @@ def test_deflate_offer_declined_by_backend_gives_a_plain_session(start_gateway, 
     gw = start_gateway(app_config([port]))
 
     async def client():
-        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/app",
-                                      compression="deflate") as ws:
+        async with wscompat.connect(f"ws://127.0.0.1:{gw.port}/app",
+                                    compression="deflate") as ws:
             await ws.send("plain " * 100)
             assert await ws.recv() == "plain " * 100
-            return [e.name for e in ws.extensions]
+            return wscompat.extensions(ws)
     assert run(client()) == []
     assert "permessage-deflate" in record["headers"][0].get("Sec-WebSocket-Extensions", "")
     assert record["extensions"] == [[]]

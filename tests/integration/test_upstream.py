@@ -6,8 +6,8 @@ import subprocess
 import time
 
 import pytest
-import websockets
 
+import wscompat
 from conftest import WSGATE, app_config, dead_port, gateway_config, run, wait_for
 from wsproto import TEXT, RawClient, encode_frame
 
@@ -31,8 +31,8 @@ def test_dead_endpoint_is_skipped_for_the_next_one(start_gateway, backends):
 
     async def clients():
         for i in range(6):
-            async with websockets.connect(f"ws://127.0.0.1:{gw.port}/app",
-                                          open_timeout=5) as ws:
+            async with wscompat.connect(f"ws://127.0.0.1:{gw.port}/app",
+                                        open_timeout=5) as ws:
                 await ws.send(f"m{i}")
                 assert await ws.recv() == f"m{i}"
     run(clients())
@@ -79,8 +79,8 @@ def test_round_robin_spreads_connections_over_endpoints(start_gateway, backends)
 
     async def clients():
         for i in range(6):
-            async with websockets.connect(f"ws://127.0.0.1:{gw.port}/app",
-                                          open_timeout=5) as ws:
+            async with wscompat.connect(f"ws://127.0.0.1:{gw.port}/app",
+                                        open_timeout=5) as ws:
                 await ws.send("x")
                 await ws.recv()
     run(clients())
@@ -281,8 +281,8 @@ def test_subprotocol_negotiation_passes_through(start_gateway, backends):
     gw = start_gateway(app_config([port]))
 
     async def client():
-        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/app",
-                                      subprotocols=["chat.v1", "chat.v2"]) as ws:
+        async with wscompat.connect(f"ws://127.0.0.1:{gw.port}/app",
+                                    subprotocols=["chat.v1", "chat.v2"]) as ws:
             await ws.send("x")
             assert await ws.recv() == "x"
             return ws.subprotocol

@@ -53,6 +53,10 @@ class NonBlockingSocketTest : public ::testing::Test {
 };
 
 TEST_F(NonBlockingSocketTest, AcceptsAndConnectsNonBlockingSocketsThatCarryBytes) {
+#if !WSGATE_ASIO_INTERNALS
+  GTEST_SKIP() << "built with Asio's stock accept (WSGATE_ASIO_INTERNALS off): the accepted "
+                  "socket turns non-blocking only at its first operation";
+#endif
   for (const auto& address : {asio::ip::make_address("127.0.0.1"), asio::ip::make_address("::1")}) {
     SCOPED_TRACE(address.to_string());
     tcp::acceptor acceptor = listen({address, 0});
