@@ -141,6 +141,13 @@ void markDrained(Socket& socket) {
   trySpeculative(ImplementationOf<Socket>::get(socket).reactor_data_)[ad::reactor::read_op] = false;
 }
 
+// True when the last read drained `socket` and epoll has reported nothing since.
+template <typename Socket>
+bool knownDrained(Socket& socket) {
+  const auto state = ImplementationOf<Socket>::get(socket).reactor_data_;
+  return state && !trySpeculative(state)[ad::reactor::read_op];
+}
+
 // For a socket adopted from a descriptor this process created non-blocking (SOCK_NONBLOCK,
 // accept4) and never duplicated: tells Asio so, which spares an ioctl(FIONBIO) before its first
 // operation and an epoll_ctl(DEL) at close (closing the descriptor removes it from epoll).
@@ -196,6 +203,12 @@ void startRead(IoObject& object, Perform perform, Handler handler) {
 
 template <typename Socket>
 void markDrained(Socket&) {}
+
+// Stock Asio keeps no such mark: the caller has to ask the kernel.
+template <typename Socket>
+bool knownDrained(Socket&) {
+  return false;
+}
 
 template <typename Socket>
 void adoptedNonBlocking(Socket&) {}

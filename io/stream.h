@@ -113,8 +113,7 @@ class Stream {
   // nothing since; otherwise one ioctl.
   bool mayHaveUnread() {
     if (!socket_.is_open()) return false;
-    const auto state = reactor::ImplementationOf<Socket>::get(socket_).reactor_data_;
-    if (state && !reactor::trySpeculative(state)[reactor::ad::reactor::read_op]) return false;
+    if (reactor::knownDrained(socket_)) return false;
     int queued = 0;
     return ::ioctl(socket_.native_handle(), FIONREAD, &queued) != 0 || queued > 0;
   }
