@@ -117,6 +117,19 @@ class Stream {
     int queued = 0;
     return ::ioctl(socket_.native_handle(), FIONREAD, &queued) != 0 || queued > 0;
   }
+  // After a read: whether the peer has ended its side of the connection (or reset it). Free
+  // when that read left the socket known drained; otherwise a few reads into `scratch`, whose
+  // bytes are dropped: the caller has seen the peer's last frame.
+  bool peerEnded(boost::asio::mutable_buffer scratch) {
+    if (!socket_.is_open() || reactor::knownDrained(socket_)) return false;
+    for (int i = 0; i < 4; ++i) {
+      boost::system::error_code ec;
+      readSome(scratch, ec);
+      if (ec == boost::asio::error::would_block) return false;
+      if (ec) return true;  // end of stream, or a reset
+    }
+    return false;
+  }
   // Sends FIN once what was written has gone; the stream can still be read.
   void shutdownSend() {
     boost::system::error_code ignored;

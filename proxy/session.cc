@@ -107,8 +107,27 @@ void Session::onLanded(int f, const error_code& ec, size_t n) {
     consume(f, data.data(), data.size());
     if (more_ec && more_ec != boost::asio::error::would_block) return onLegLost(f, more_ec);
   }
-  if (flow.mode == Mode::kDone) returnLent(flow);
+  if (flow.mode == Mode::kDone) {
+    returnLent(flow);
+    if (f == kClient && leg_state_[kClient].close_received) dropClientIfGone();
+  }
   resumeRead(f);
+}
+
+// Many clients send their close and end the connection at once (apps sent to the background,
+// crashed tabs), the FIN usually in the same read as the close. Such a client takes no reply:
+// writing one into its closed socket only makes its kernel answer with a reset. So its leg is
+// closed now, with no reply; the backend still gets the client's close and the gateway still
+// completes that closing handshake. A client that waits for the reply leaves its socket drained
+// after the close, and this costs it nothing.
+void Session::dropClientIfGone() {
+  if (finished_ || leg_state_[kClient].lost) return;
+  if (!legs_[kClient].peerEnded(boost::asio::buffer(flows_[kClient].landing))) return;
+  leg_state_[kClient].eof = true;
+  onLegLost(kClient, boost::asio::error::eof);
+  if (finished_) return;
+  legs_[kClient].cancel();
+  legs_[kClient].close();
 }
 
 std::span<const uint8_t> Session::drainBehindLanding(int f, size_t n, error_code& ec) {

@@ -151,6 +151,7 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   // leg with 1001.
   void rejectSource(int f, uint16_t code, std::string_view reason);
   void onLegLost(int leg, const boost::system::error_code& ec);
+  void dropClientIfGone();
   // True when flow `f` has a close queued and its output is at a frame boundary.
   bool injectReady(const Flow& flow) const {
     return flow.inject && (flow.mode != Mode::kRelay || flow.remaining == 0);

@@ -165,3 +165,32 @@ def test_a_client_that_keeps_sending_after_its_close_is_cut_off(start_gateway, b
     while gw.fd_count() > fds and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gw.fd_count() <= fds
+
+
+def test_a_client_that_ends_its_connection_with_its_close_is_let_go_at_once(start_gateway,
+                                                                            backends):
+    """A client that sends its close and ends the connection in the same breath (an app sent to
+    the background, a crashed tab) takes no reply: its leg is closed at once, without waiting
+    for the backend's answer and without writing one into a socket whose peer is gone, while
+    the backend still gets the client's close and completes its closing handshake."""
+    port, record = slow_closing_backend(backends, delay=2)
+    gw = start_gateway(app_config([port], workers=1))
+    for i in range(3):
+        c = RawClient(gw.port)
+        c.upgrade("/app")
+        # The close frame and the FIN in one segment, as most such clients send them.
+        c.sock.send(encode_frame(CLOSE, close_payload(1000)), socket.MSG_MORE)
+        started = time.monotonic()
+        c.sock.shutdown(socket.SHUT_WR)
+        how = c.wait_end(PROMPT + 1)
+        took = time.monotonic() - started
+        assert how == "fin", f"session {i}"
+        assert took < 1.0, f"session {i}: the client's leg stayed open {took:.2f} s"
+        assert c.buffer == b"", f"session {i}: bytes written to a client that had left"
+        c.close()
+    # The backend's closing handshakes complete (it answers 2 s later, then closes first).
+    assert gw.wait_metric("wsgate_close_codes_total", 3, route="app", side="upstream",
+                          code="1000") == 3
+    assert gw.wait_metric("wsgate_close_codes_total", 3, route="app", side="client",
+                          code="1000") == 3
+    assert gw.wait_idle(5) == 0
