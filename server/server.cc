@@ -66,8 +66,9 @@ bool Server::start() {
     return false;
   }
   for (auto& worker : workers_) worker->start();
-  admin_->start();
+  // Ready before the admin serves: a probe already waiting in its backlog must not see 503.
   admin_->setReady(true);
+  admin_->start();
   spdlog::info("wsgate {} started with {} worker(s)", WSGATE_VERSION, workers_.size());
   return true;
 }
