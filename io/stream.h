@@ -109,11 +109,10 @@ class Stream {
   Socket& socket() { return socket_; }
 
   // Whether the peer sent bytes nobody read; closing then sends a reset, not a FIN (see
-  // lingering_close.h). Free when the last read reported the socket drained and epoll has said
-  // nothing since; otherwise one ioctl.
+  // lingering_close.h). Always asks the kernel: bytes that came after the last read may not be
+  // reported by epoll yet (their event can wait in the same batch as the one being handled).
   bool mayHaveUnread() {
     if (!socket_.is_open()) return false;
-    if (reactor::knownDrained(socket_)) return false;
     int queued = 0;
     return ::ioctl(socket_.native_handle(), FIONREAD, &queued) != 0 || queued > 0;
   }
