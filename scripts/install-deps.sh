@@ -32,7 +32,7 @@ test_pkgs=(
   systemd                                     # systemd-analyze verify of deploy/wsgate.service
   chromium chromium-driver python3-selenium   # a real browser as the client
   nodejs node-ws                              # a Node `ws` backend
-  procps
+  procps iproute2                             # ps; ip: a test in a network namespace of its own
 )
 bench_pkgs=(nginx haproxy nlohmann-json3-dev)
 fuzz_pkgs=(clang "$clang_rt")  # libFuzzer (`make fuzz`)
