@@ -11,6 +11,8 @@
 #   BENCH_PROXIES="wsgate nginx haproxy-http haproxy-tcp"   which proxies, in this order; add
 #                              wsgate-twin (a second wsgate of the same binary) to see how far
 #                              the machine's noise alone moves a ratio
+#   BENCH_TWIN_BIN=PATH        run wsgate-twin from another build (an older checkout): the twin
+#                              pairs then compare two builds under the same load at the same time
 #   BENCH_PIN=0                do not pin the proxies to CPU 0 and the load to CPU 1
 #   BENCH_ROUNDS=N             repeat the load scenarios N times, report medians (default 1)
 #   BENCH_PAIRED=0             skip the paired runs (wsgate and its reference loaded at once)
@@ -228,10 +230,11 @@ start_backend || die "echo backend did not start: $(cat "$tmp/echo.log")"
 declare -A port pid watch status
 # status[p]: empty while the proxy runs, else why it does not.
 
-start_wsgate() {  # name: wsgate, or wsgate-twin for a second instance of the same binary
-  local name=$1
-  if [[ ! -x $wsgate_bin ]]; then
-    status[$name]="not built ($wsgate_bin missing)"
+start_wsgate() {  # name: wsgate, or wsgate-twin for a second instance (BENCH_TWIN_BIN: another)
+  local name=$1 bin=$wsgate_bin
+  [[ $name = wsgate-twin && -n ${BENCH_TWIN_BIN:-} ]] && bin=$BENCH_TWIN_BIN
+  if [[ ! -x $bin ]]; then
+    status[$name]="not built ($bin missing)"
     return
   fi
   cat >"$tmp/$name.yaml" <<YAML
@@ -248,7 +251,7 @@ clusters:
   - name: backend
     endpoints: ["127.0.0.1:$backend_port"]
 YAML
-  "${pin_proxy[@]}" "$wsgate_bin" --config "$tmp/$name.yaml" --log-level warn \
+  "${pin_proxy[@]}" "$bin" --config "$tmp/$name.yaml" --log-level warn \
     >"$tmp/$name.log" 2>&1 &
   pid[$name]=$!
   watch[$name]=$!

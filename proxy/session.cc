@@ -109,20 +109,25 @@ void Session::onLanded(int f, const error_code& ec, size_t n) {
   }
   if (flow.mode == Mode::kDone) {
     returnLent(flow);
-    if (f == kClient && leg_state_[kClient].close_received) dropClientIfGone();
+    if (f == kClient && leg_state_[kClient].close_received) watchClientAfterClose();
   }
   resumeRead(f);
 }
 
 // Many clients send their close and end the connection at once (apps sent to the background,
-// crashed tabs), the FIN usually in the same read as the close. Such a client takes no reply:
-// writing one into its closed socket only makes its kernel answer with a reset. So its leg is
-// closed now, with no reply; the backend still gets the client's close and the gateway still
-// completes that closing handshake. A client that waits for the reply leaves its socket drained
-// after the close, and this costs it nothing.
-void Session::dropClientIfGone() {
+// crashed tabs). Such a client takes no reply: writing one into its closed socket only makes its
+// kernel answer with a reset. So once the client's close is in, its end of stream is watched for
+// (often it came with the close, in the same read); if it comes before the reply, the client's
+// leg is closed with no reply. The backend still gets the client's close and the gateway still
+// completes that closing handshake. A client that waits for the reply costs one read that waits
+// for an edge without a system call, cancelled when its leg closes.
+void Session::watchClientAfterClose() {
   if (finished_ || leg_state_[kClient].lost) return;
-  if (!legs_[kClient].peerEnded(boost::asio::buffer(flows_[kClient].landing))) return;
+  if (legs_[kClient].peerEnded(boost::asio::buffer(flows_[kClient].landing))) return dropClient();
+  awaitEof(kClient);
+}
+
+void Session::dropClient() {
   leg_state_[kClient].eof = true;
   onLegLost(kClient, boost::asio::error::eof);
   if (finished_) return;
@@ -519,7 +524,9 @@ void Session::onEofWait(int leg, const error_code& ec) {
   flows_[leg].waiting_read = false;
   if (finished_ || leg_state_[leg].lost) return;
   if (!ec) return awaitEof(leg);  // bytes after a close frame mean nothing: drop them
-  leg_state_[leg].eof = true;     // end of stream, or a reset: either way the peer is done
+  if (ec == boost::asio::error::operation_aborted) return;
+  if (leg == kClient) return dropClient();  // it left without awaiting the reply
+  leg_state_[leg].eof = true;  // end of stream, or a reset: either way the peer is done
   maybeFinish();
 }
 
@@ -539,7 +546,10 @@ void Session::finish(std::string_view why) {
 // The client leg lingers if the client may have sent more (io/lingering_close.h). The upstream
 // leg gets here only after the backend's end of stream: nothing is left unread on it.
 void Session::closeLeg(int leg) {
-  if (leg == kClient && !flows_[kClient].waiting_read) return LingeringClose::close(legs_[leg]);
+  if (leg == kClient) {
+    legs_[kClient].cancel();  // a read watching for the client's end of stream
+    return LingeringClose::close(legs_[kClient]);
+  }
   legs_[leg].close();
 }
 

@@ -151,7 +151,8 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   // leg with 1001.
   void rejectSource(int f, uint16_t code, std::string_view reason);
   void onLegLost(int leg, const boost::system::error_code& ec);
-  void dropClientIfGone();
+  void watchClientAfterClose();
+  void dropClient();
   // True when flow `f` has a close queued and its output is at a frame boundary.
   bool injectReady(const Flow& flow) const {
     return flow.inject && (flow.mode != Mode::kRelay || flow.remaining == 0);
@@ -162,7 +163,8 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   void armIdleTimer();
   void maybeFinish();
   // After its closing handshake, waits for the backend to close the TCP connection first (RFC
-  // 6455 §7.1.1: the server closes first and keeps TIME_WAIT); bounded by the close timer.
+  // 6455 §7.1.1: the server closes first and keeps TIME_WAIT); bounded by the close timer. On
+  // the client leg, after the client's close: whether it leaves before the reply.
   void awaitEof(int leg);
   void onEofWait(int leg, const boost::system::error_code& ec);
   void finish(std::string_view why);

@@ -167,8 +167,9 @@ def test_a_client_that_keeps_sending_after_its_close_is_cut_off(start_gateway, b
     assert gw.fd_count() <= fds
 
 
+@pytest.mark.parametrize("fin_after", [0, 0.005], ids=["fin_with_close", "fin_a_moment_later"])
 def test_a_client_that_ends_its_connection_with_its_close_is_let_go_at_once(start_gateway,
-                                                                            backends):
+                                                                            backends, fin_after):
     """A client that sends its close and ends the connection in the same breath (an app sent to
     the background, a crashed tab) takes no reply: its leg is closed at once, without waiting
     for the backend's answer and without writing one into a socket whose peer is gone, while
@@ -178,9 +179,13 @@ def test_a_client_that_ends_its_connection_with_its_close_is_let_go_at_once(star
     for i in range(3):
         c = RawClient(gw.port)
         c.upgrade("/app")
-        # The close frame and the FIN in one segment, as most such clients send them.
-        c.sock.send(encode_frame(CLOSE, close_payload(1000)), socket.MSG_MORE)
+        # The close frame and the FIN in one segment, or the FIN a moment later (after the
+        # gateway has read the close): either way before the backend answers.
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        flags = 0 if fin_after else socket.MSG_MORE
+        c.sock.send(encode_frame(CLOSE, close_payload(1000)), flags)
         started = time.monotonic()
+        time.sleep(fin_after)
         c.sock.shutdown(socket.SHUT_WR)
         how = c.wait_end(PROMPT + 1)
         took = time.monotonic() - started
