@@ -439,3 +439,9 @@ def app_config(endpoints, filters=None, route_extra="", listener_extra="", clust
 def run(coro, timeout=60):
     """Runs a client coroutine on a fresh loop in the test thread, bounded by `timeout`."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def sanitized(binary):
+    """Whether `binary` was built with the sanitizers (`make test-sanitize`)."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=30).stdout
+    return "libubsan" in out or "libasan" in out

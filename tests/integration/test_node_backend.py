@@ -111,6 +111,8 @@ def test_fragmented_message_from_client_is_reassembled_by_ws(gateway, node_backe
             return await asyncio.wait_for(ws.recv(), 10)
     assert run(client()) == whole
     size = len(whole) if kind == "binary" else len(whole.encode())
+    # The backend's record of it comes on its stdout, a moment after the echo.
+    assert node_backend.wait_event("message") is not None
     assert node_backend.of("message") == [
         {"event": "message", "id": 1, "binary": kind == "binary", "bytes": size}]
     # The gateway relayed the fragments as they came (five data frames and the client's close

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import wscompat
-from conftest import ROOT, WSGATE, app_config, dead_port, gateway_config, run, wait_for
+from conftest import ROOT, WSGATE, app_config, dead_port, gateway_config, run, sanitized, wait_for
 from wsproto import BINARY, TEXT, RawClient, encode_frame
 
 MIB = 1 << 20
@@ -116,12 +116,6 @@ def test_hundreds_of_sessions_leak_no_file_descriptor(start_gateway, backends):
     assert wait_for(lambda: gw.fd_count() <= baseline + 2, timeout=5), \
         f"{gw.fd_count()} descriptors open, {baseline} before 340 sessions"
     assert gw.metric("wsgate_connections_total", outcome="relayed") >= 310
-
-
-def sanitized(binary):
-    """Whether `binary` was built with the sanitizers (`make test-sanitize`)."""
-    out = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=30).stdout
-    return "libubsan" in out or "libasan" in out
 
 
 @pytest.mark.skipif(sanitized(WSGATE), reason="UBSan checks a polymorphic type the first time "
