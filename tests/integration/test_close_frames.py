@@ -27,23 +27,24 @@ RELAYED = {
 }
 
 
-def end_of_stream_after_close(c, started):
-    """Reads the close the client gets, then how its connection ends; returns (code, how,
-    seconds from `started` to the end)."""
-    code, _ = c.read_close(timeout=CLOSE_TIMEOUT + 2)
-    how = c.wait_end(CLOSE_TIMEOUT + 2)
-    return code, how, time.monotonic() - started
-
-
-@pytest.mark.parametrize("name", sorted(REFUSED))
-def test_a_refused_close_frame_ends_the_connection_at_once(start_gateway, backends, name):
-    port, record = backends.echo()
+def send_close_and_watch_the_end(start_gateway, backends, frame):
+    """Through a gateway in front of an echo backend, sends `frame` (a close) and reads the
+    close the client gets, then how its connection ends; returns (gateway, code, how, seconds
+    from the close to the end)."""
+    port, _ = backends.echo()
     gw = start_gateway(app_config([port]))
     c = RawClient(gw.port)
     c.upgrade("/app")
     started = time.monotonic()
-    c.send(REFUSED[name])
-    code, how, took = end_of_stream_after_close(c, started)
+    c.send(frame)
+    code, _ = c.read_close(timeout=CLOSE_TIMEOUT + 2)
+    how = c.wait_end(CLOSE_TIMEOUT + 2)
+    return gw, code, how, time.monotonic() - started
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_refused_close_frame_ends_the_connection_at_once(start_gateway, backends, name):
+    gw, code, how, took = send_close_and_watch_the_end(start_gateway, backends, REFUSED[name])
     assert code == 1002
     # The gateway closed (the client has not), without waiting for a reply that cannot come.
     assert how == "fin"
@@ -56,13 +57,7 @@ def test_a_refused_close_frame_ends_the_connection_at_once(start_gateway, backen
 @pytest.mark.parametrize("name", sorted(RELAYED))
 def test_a_close_frame_the_backend_refuses_ends_the_connection_at_once(start_gateway, backends,
                                                                        name):
-    port, _ = backends.echo()
-    gw = start_gateway(app_config([port]))
-    c = RawClient(gw.port)
-    c.upgrade("/app")
-    started = time.monotonic()
-    c.send(RELAYED[name])
-    code, how, took = end_of_stream_after_close(c, started)
+    _, code, how, took = send_close_and_watch_the_end(start_gateway, backends, RELAYED[name])
     assert code in (1002, 1007)  # the backend's answer, relayed
     assert how == "fin"
     assert took < PROMPT, f"connection ended {took:.2f} s after the close"
