@@ -488,7 +488,8 @@ void Session::armIdleTimer() {
 // A leg whose closing handshake is complete (its close received, ours or the forwarded one fully
 // written) is closed without waiting for the other leg's: a backend is not held open while a
 // client takes its time to answer a gateway close. The client leg is closed at once (the
-// gateway is its server); the upstream leg once the backend has closed its side.
+// gateway is its server); the upstream leg once the backend has closed its side, or as soon as
+// the backend has its close when the client is gone.
 void Session::maybeFinish() {
   if (finished_) return;
   bool all_done = true;
@@ -497,9 +498,18 @@ void Session::maybeFinish() {
     if (state.lost) continue;
     const Flow& into = flows_[1 - leg];
     all_done = false;
-    if (!state.close_received || !state.close_queued || into.pending_size != 0 || into.inject) {
+    if (!state.close_queued || into.pending_size != 0 || into.inject) continue;
+    if (leg == kUpstream && !state.close_received && leg_state_[kClient].lost &&
+        !legs_[kUpstream].mayHaveUnread()) {
+      // The client is gone and the backend has its close: whatever the backend answers has
+      // nowhere to go. The leg closes right behind that close, as a tunnel would, in the same
+      // wake-up; the backend's reply then meets a closed socket, whose reset ends the
+      // connection on both sides without a TIME_WAIT on the gateway's port.
+      state.lost = true;
+      closeLeg(leg);
       continue;
     }
+    if (!state.close_received) continue;
     if (leg == kUpstream && !state.eof) {
       awaitEof(leg);
       continue;
