@@ -1,160 +1,110 @@
-// One side of a session: a connected byte stream. The relay waits with a read into a buffer the
-// session owns only while it is small or busy (a landing slot, a lent buffer), drains the rest
-// with non-blocking reads and writes straight to the kernel, so an idle stream holds no I/O
-// buffer. Plain TCP and Unix sockets today; TLS plugs in here (reads and writes become
-// SSL-aware) without changing the session. Not thread-safe: a stream lives on its worker's
-// thread.
+// One side of a session: a connected byte stream, whichever transport carries it. The session,
+// the handshake, the filters and the metrics see only this; the transports (plain_transport.h,
+// tls_transport.h) are the only code that touches the descriptor.
+//
+// Every transport offers the same small set, which Stream forwards:
+//   asyncReadSome(buffer, handler)   reads what is there, or waits for it; handler(ec, n)
+//   asyncWriteSome(buffers, handler) writes what it can once writable; handler(ec, n)
+//   readSome(buffer, ec)             non-blocking; would_block when nothing is there, eof at end
+//   writeSome(parts, ec, more)       non-blocking; several parts go out together where they can;
+//                                    `more`: the stream closes right after
+//   cancel(), close(), shutdownSend(), mayHaveUnread(), peerEnded(scratch), socket()
+// A read reports the source exhausted only when neither the kernel nor the transport holds
+// bytes (a TLS record partly handed out is still "readable"): the next read then waits for
+// epoll's edge. Not thread-safe: a stream lives on its worker's thread.
 #pragma once
 
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-
-#include <algorithm>
-#include <array>
-#include <cerrno>
-#include <cstddef>
 #include <span>
 #include <utility>
+#include <variant>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/generic/stream_protocol.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
 
-#include "io/draining_read.h"
-#include "io/reactor_op.h"
-#include "io/socket_calls.h"
+#include "io/plain_transport.h"
 
 namespace wsgate::gateway {
 
-namespace asio = boost::asio;
-using Socket = asio::generic::stream_protocol::socket;
-
 class Stream {
+  std::variant<PlainTransport> transport_;
+
+  // Forwards to whichever transport this stream has (declared first: the members below deduce
+  // their return types from it).
+  template <typename F>
+  decltype(auto) visit(F&& f) {
+    return std::visit(std::forward<F>(f), transport_);
+  }
+
  public:
-  explicit Stream(Socket socket) : socket_(std::move(socket)) {}
-  explicit Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
+  explicit Stream(Socket socket) : transport_(PlainTransport(std::move(socket))) {}
+  explicit Stream(boost::asio::ip::tcp::socket socket)
+      : transport_(PlainTransport(std::move(socket))) {}
   Stream(Stream&&) = default;
   Stream& operator=(Stream&&) = default;
 
-  // Async stream concept, for the HTTP handshake phase (Beast reads/writes through these).
+  // Async stream concept, for the HTTP handshake phase (Beast reads and writes through these).
   using executor_type = Socket::executor_type;
-  executor_type get_executor() { return socket_.get_executor(); }
-  // Reads into the first buffer of `buffers` (read_some may read less than all of them); a
-  // short read leaves the socket marked drained, so the relay's first read waits without a
-  // recv that finds nothing.
+  executor_type get_executor() { return socket().get_executor(); }
+  // Reads into the first buffer of `buffers` (read_some may read less than all of them).
   template <typename Buffers, typename Token>
   auto async_read_some(const Buffers& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
         [this](auto handler, const Buffers& sequence) {
-          asyncDrainingRead(socket_, *boost::asio::buffer_sequence_begin(sequence),
-                            std::move(handler));
+          asyncReadSome(*boost::asio::buffer_sequence_begin(sequence), std::move(handler));
         },
         token, buffers);
   }
   template <typename Buffers, typename Token>
   auto async_write_some(const Buffers& buffers, Token&& token) {
-    return socket_.async_write_some(buffers, std::forward<Token>(token));
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
+        [this](auto handler, const Buffers& sequence) {
+          asyncWriteSome(sequence, std::move(handler));
+        },
+        token, buffers);
   }
 
-  // Relay phase. Reads what is there, or waits for it: `handler(error_code, size_t)`. Tried at
-  // once unless the last read drained the socket; then waits for epoll's edge, with no system
-  // call (see draining_read.h). Every read takes its bytes off the kernel's queue, so a small
-  // receive buffer never fills with bytes already relayed and the peer's window stays open.
   template <typename Handler>
   void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
-    asyncDrainingRead(socket_, buffer, std::forward<Handler>(handler));
+    visit([&](auto& t) { t.asyncReadSome(buffer, std::forward<Handler>(handler)); });
   }
-  // Writes what it can once the stream is writable: `handler(error_code, size_t)`.
   template <typename Buffers, typename Handler>
   void asyncWriteSome(const Buffers& buffers, Handler&& handler) {
-    socket_.async_write_some(buffers, std::forward<Handler>(handler));
+    visit([&](auto& t) { t.asyncWriteSome(buffers, std::forward<Handler>(handler)); });
   }
-  // Non-blocking, straight to the kernel (MSG_DONTWAIT: no fcntl/ioctl per session); `ec` is
-  // would_block when nothing is ready, eof at end of stream. A read that drains the socket
-  // spares the next asyncReadSome its first try.
   size_t readSome(boost::asio::mutable_buffer buffer, boost::system::error_code& ec) {
-    return drainingReadNow(socket_, buffer, ec);
+    return visit([&](auto& t) { return t.readSome(buffer, ec); });
   }
-  // `more`: the stream is closed right after, so the kernel may keep these bytes for the FIN to
-  // ride in the same segment (MSG_MORE; the close pushes them).
-  size_t writeSome(std::span<const boost::asio::const_buffer> buffers,
+  size_t writeSome(std::span<const boost::asio::const_buffer> parts,
                    boost::system::error_code& ec, bool more = false) {
-    const int flags = MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0);
-    for (;;) {
-      // send() for one buffer, the common case: no msghdr to copy in.
-      const ssize_t n =
-          buffers.size() == 1
-              ? calls::sendBytes(socket_.native_handle(), buffers[0].data(), buffers[0].size(),
-                                 flags)
-              : sendVector(buffers, flags);
-      if (n >= 0) return static_cast<size_t>(n);
-      if (errno == EINTR) continue;
-      ec = errnoCode();
-      return 0;
-    }
+    return visit([&](auto& t) { return t.writeSome(parts, ec, more); });
   }
 
   void cancel() {
-    boost::system::error_code ignored;
-    socket_.cancel(ignored);
+    visit([](auto& t) { t.cancel(); });
   }
   // Releases the descriptor; the kernel still sends what was written, then FIN.
   void close() {
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    visit([](auto& t) { t.close(); });
   }
-  Socket& socket() { return socket_; }
-
-  // Whether the peer sent bytes nobody read; closing then sends a reset, not a FIN (see
-  // lingering_close.h). Always asks the kernel: bytes that came after the last read may not be
-  // reported by epoll yet (their event can wait in the same batch as the one being handled).
-  bool mayHaveUnread() {
-    if (!socket_.is_open()) return false;
-    int queued = 0;
-    return ::ioctl(socket_.native_handle(), FIONREAD, &queued) != 0 || queued > 0;
-  }
-  // After a read: whether the peer has ended its side of the connection (or reset it). Free
-  // when that read left the socket known drained; otherwise a few reads into `scratch`, whose
-  // bytes are dropped: the caller has seen the peer's last frame.
-  bool peerEnded(boost::asio::mutable_buffer scratch) {
-    if (!socket_.is_open() || reactor::knownDrained(socket_)) return false;
-    for (int i = 0; i < 4; ++i) {
-      boost::system::error_code ec;
-      readSome(scratch, ec);
-      if (ec == boost::asio::error::would_block) return false;
-      if (ec) return true;  // end of stream, or a reset
-    }
-    return false;
-  }
-  // Sends FIN once what was written has gone; the stream can still be read.
+  bool isOpen() { return socket().is_open(); }
+  // Sends the end of the stream once what was written has gone; the stream can still be read.
   void shutdownSend() {
-    boost::system::error_code ignored;
-    socket_.shutdown(Socket::shutdown_send, ignored);
+    visit([](auto& t) { t.shutdownSend(); });
   }
-
- private:
-  ssize_t sendVector(std::span<const boost::asio::const_buffer> buffers, int flags) {
-    std::array<iovec, 4> iov{};
-    const size_t count = std::min(buffers.size(), iov.size());
-    for (size_t i = 0; i < count; ++i) {
-      iov[i].iov_base = const_cast<void*>(buffers[i].data());
-      iov[i].iov_len = buffers[i].size();
-    }
-    msghdr message{};
-    message.msg_iov = iov.data();
-    message.msg_iovlen = count;
-    return calls::sendMessage(socket_.native_handle(), &message, flags);
+  // Whether the peer sent bytes nobody read; closing then sends a reset, not a FIN (see
+  // lingering_close.h).
+  bool mayHaveUnread() {
+    return visit([](auto& t) { return t.mayHaveUnread(); });
   }
-
-  static boost::system::error_code errnoCode() {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return boost::asio::error::would_block;
-    return {errno, boost::system::system_category()};
+  // After a read: whether the peer has ended its side of the connection (or reset it); bytes
+  // read meanwhile into `scratch` are dropped: the caller has seen the peer's last frame.
+  bool peerEnded(boost::asio::mutable_buffer scratch) {
+    return visit([&](auto& t) { return t.peerEnded(scratch); });
   }
-
-  Socket socket_;
+  // The descriptor itself, for the I/O layer only (a lingering close discards raw bytes).
+  Socket& socket() {
+    return visit([](auto& t) -> Socket& { return t.socket(); });
+  }
 };
 
 }  // namespace wsgate::gateway

@@ -296,12 +296,11 @@ asio::awaitable<void> Handshake::send(http::response<http::string_body> response
   deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
   auto [write_ec, written] = co_await http::async_write(client_, response, kToken);
   deadline_.disarm();
-  error_code ignored;
-  if (!write_ec && client_.socket().available(ignored) > 0) {
+  if (!write_ec && client_.mayHaveUnread()) {
     // Closing with unread request bytes would make the kernel send a reset that can destroy
     // the answer before the client reads it: send FIN, then discard what is still coming,
     // bounded in bytes and time (a lingering close, as nginx does).
-    client_.socket().shutdown(Socket::shutdown_send, ignored);
+    client_.shutdownSend();
     deadline_.arm(kLingerTimeout, [this] { client_.cancel(); });
     std::array<char, 4096> sink;
     for (size_t discarded = 0; discarded < kLingerBytes;) {
@@ -325,7 +324,7 @@ asio::awaitable<void> Handshake::fail(std::exception_ptr error) {
   }
   spdlog::error("handshake from {} on listener {} failed: {}", client_ip_, listener_.name, what);
   deadline_.disarm();
-  if (answered_ || !client_.socket().is_open()) {
+  if (answered_ || !client_.isOpen()) {
     client_.close();
     co_return;
   }
