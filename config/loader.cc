@@ -27,29 +27,6 @@ std::string child(const std::string& path, const char* key) {
   return path.empty() ? key : path + "." + key;
 }
 
-// A DNS name (RFC 1123 labels) whose last label is not all digits, which would make it a
-// mistyped IPv4 address instead.
-bool isHostName(const std::string& text) {
-  if (text.empty() || text.size() > 253 || text.back() == '.') return false;
-  size_t label = 0;
-  bool digits_only = true;
-  char previous = '.';
-  for (const char c : text) {
-    if (c == '.') {
-      if (label == 0 || previous == '-') return false;
-      label = 0;
-      digits_only = true;
-    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') {
-      if ((label == 0 && c == '-') || ++label > 63) return false;
-      digits_only = digits_only && std::isdigit(static_cast<unsigned char>(c));
-    } else {
-      return false;
-    }
-    previous = c;
-  }
-  return previous != '-' && !digits_only;
-}
-
 // Parses "1.2.3.4:80" or "[::1]:80" with port in [min_port, 65535]; with `names`, also
 // "host.name:80", returned with `host` set and no `ip` yet.
 std::optional<Address> parseAddress(const std::string& text, uint16_t min_port,
