@@ -39,6 +39,40 @@ struct FilterSpec {
   std::shared_ptr<const BuiltFilter> built;
 };
 
+// One certificate a TLS listener can present. The loader has read both files and checked that
+// they parse and that the key belongs to the leaf.
+struct TlsCertificate {
+  // Path as resolved: relative paths are relative to the config file's directory.
+  std::string cert_file;
+  std::string key_file;
+  std::vector<std::string> server_names;  // exact names or "*.suffix", lower-cased; may be empty
+  std::string chain_pem;  // contents of cert_file: leaf first, then intermediates
+  std::string key_pem;    // contents of key_file: a secret, never logged
+};
+
+struct ListenerTls {
+  enum class Version { kTls12, kTls13 };
+  // At least one; the first is the default (no SNI, or no server name matches). A server name
+  // appears on at most one certificate of a listener.
+  std::vector<TlsCertificate> certificates;
+  Version min_version = Version::kTls12;
+  std::string client_ca_file;  // empty: no client certificate asked for
+  std::string client_ca_pem;   // one or more certificates
+  bool require_client_cert = false;  // only with client_ca_file
+  Duration handshake_timeout{std::chrono::seconds(10)};
+};
+
+// How the gateway connects to a cluster's endpoints over TLS.
+struct ClusterTls {
+  std::string ca_file, ca_pem;  // empty: the system's default trust store
+  // SNI and the verified name; empty: the endpoint's host name (or IP literal). An IP literal is
+  // verified against the certificate's IP addresses and is not sent as SNI (RFC 6066).
+  std::string server_name;
+  // Optional client certificate: both files or neither; key_pem is a secret, never logged.
+  std::string cert_file, key_file, chain_pem, key_pem;
+  bool verify = true;  // false is allowed but reported as a load warning
+};
+
 struct Route {
   std::string name;
   Match match;
@@ -46,6 +80,11 @@ struct Route {
   std::vector<FilterSpec> filters;
   Duration idle_timeout{0};           // 0: none (default)
   Duration close_timeout{std::chrono::seconds(5)};  // closing handshake
+  bool require_tls = false;  // only on a listener with tls
+  // Empty: not forwarded. Else the verified client certificate's subject goes to the backend in
+  // this header (only on a listener with tls.client_ca); a client-sent header of this name must
+  // never reach the backend.
+  std::string client_cert_header;
 };
 
 struct Listener {
@@ -55,6 +94,7 @@ struct Listener {
   Duration request_timeout{std::chrono::seconds(10)};  // reading the request head
   uint32_t max_request_bytes = 16 * 1024;              // request head size → 431 above
   uint32_t max_request_headers = 64;                   // header count → 431 above
+  std::optional<ListenerTls> tls;                      // none: plain TCP
 };
 
 struct Cluster {
@@ -64,6 +104,7 @@ struct Cluster {
   std::vector<Address> endpoints;  // kStatic only; at least one
   Duration connect_timeout{std::chrono::seconds(5)};
   Duration response_timeout{std::chrono::seconds(10)};  // backend's answer to the upgrade
+  std::optional<ClusterTls> tls;  // kStatic only; none: plain TCP
 };
 
 struct Admin {

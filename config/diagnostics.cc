@@ -21,6 +21,16 @@ void Diagnostics::error(int line, int column, const std::string& path,
   errors_.push_back({file_, line, column, path, message});
 }
 
+void Diagnostics::warn(const YAML::Node& node, const std::string& path,
+                       const std::string& message) {
+  const YAML::Mark mark = node.Mark();
+  if (mark.is_null()) {
+    warnings_.push_back({file_, 0, 0, path, message});
+  } else {
+    warnings_.push_back({file_, mark.line + 1, mark.column + 1, path, message});
+  }
+}
+
 std::string Diagnostics::format() const {
   std::string out;
   for (const auto& error : errors_) out += error.format() + "\n";

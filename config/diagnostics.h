@@ -1,5 +1,7 @@
 // Collects configuration errors so that every one of them is reported at once, each as
-// `FILE:LINE:COL: key.path: message`. Used only while loading config, never on the data path.
+// `FILE:LINE:COL: key.path: message`, and warnings: things that load but that an operator should
+// hear about (an expired certificate, backend certificates not verified). Warnings never reject a
+// file. Used only while loading config, never on the data path.
 #pragma once
 
 #include <string>
@@ -28,9 +30,13 @@ class Diagnostics {
   // Records an error located at `node` (its yaml-cpp Mark gives line and column).
   void error(const YAML::Node& node, const std::string& path, const std::string& message);
   void error(int line, int column, const std::string& path, const std::string& message);
+  // Records a warning located at `node`; the file still loads.
+  void warn(const YAML::Node& node, const std::string& path, const std::string& message);
 
+  // True when there is no error (warnings do not count).
   bool empty() const { return errors_.empty(); }
   const std::vector<Diagnostic>& errors() const { return errors_; }
+  const std::vector<Diagnostic>& warnings() const { return warnings_; }
   const std::string& file() const { return file_; }
   // One error per line, in the order found.
   std::string format() const;
@@ -38,6 +44,7 @@ class Diagnostics {
  private:
   std::string file_;
   std::vector<Diagnostic> errors_;
+  std::vector<Diagnostic> warnings_;
 };
 
 }  // namespace wsgate::config

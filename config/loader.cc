@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -13,6 +14,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "config/name_resolver.h"
+#include "config/tls.h"
 #include "config/yaml_util.h"
 
 namespace wsgate::config {
@@ -25,29 +27,6 @@ std::string indexed(const std::string& path, const char* key, size_t i) {
 
 std::string child(const std::string& path, const char* key) {
   return path.empty() ? key : path + "." + key;
-}
-
-// A DNS name (RFC 1123 labels) whose last label is not all digits, which would make it a
-// mistyped IPv4 address instead.
-bool isHostName(const std::string& text) {
-  if (text.empty() || text.size() > 253 || text.back() == '.') return false;
-  size_t label = 0;
-  bool digits_only = true;
-  char previous = '.';
-  for (const char c : text) {
-    if (c == '.') {
-      if (label == 0 || previous == '-') return false;
-      label = 0;
-      digits_only = true;
-    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') {
-      if ((label == 0 && c == '-') || ++label > 63) return false;
-      digits_only = digits_only && std::isdigit(static_cast<unsigned char>(c));
-    } else {
-      return false;
-    }
-    previous = c;
-  }
-  return previous != '-' && !digits_only;
 }
 
 // Parses "1.2.3.4:80" or "[::1]:80" with port in [min_port, 65535]; with `names`, also
@@ -96,8 +75,10 @@ std::optional<Address> parseAddress(const std::string& text, uint16_t min_port,
 
 class Loader {
  public:
-  Loader(const FilterCatalog& catalog, const NameResolver& resolve, Diagnostics& diags)
-      : catalog_(catalog), resolve_(resolve), diags_(diags) {}
+  // `base_dir`: where relative file paths (TLS certificates and keys) start.
+  Loader(const FilterCatalog& catalog, const NameResolver& resolve, std::string base_dir,
+         Diagnostics& diags)
+      : catalog_(catalog), resolve_(resolve), base_dir_(std::move(base_dir)), diags_(diags) {}
 
   std::shared_ptr<Config> load(const YAML::Node& root);
 
@@ -134,13 +115,15 @@ class Loader {
 
   void cluster(const YAML::Node& node, const std::string& path, Cluster& out);
   void listener(const YAML::Node& node, const std::string& path, Listener& out);
-  void route(const YAML::Node& node, const std::string& path, Route& out);
+  void route(const YAML::Node& node, const std::string& path, const YAML::Node& listener_tls,
+             const std::string& listener_name, Route& out);
   void match(const YAML::Node& node, const std::string& path, Match& out);
   void filters(const YAML::Node& node, const std::string& path, std::vector<FilterSpec>& out);
   void resolveNames(Config& config);
 
   const FilterCatalog& catalog_;
   const NameResolver& resolve_;
+  const std::string base_dir_;
   Diagnostics& diags_;
   struct Named {
     YAML::Node node;
@@ -239,7 +222,8 @@ std::shared_ptr<Config> Loader::load(const YAML::Node& root) {
 
 void Loader::cluster(const YAML::Node& node, const std::string& path, Cluster& out) {
   if (!checkKeys(node, path,
-                 {"name", "type", "endpoints", "connect_timeout", "response_timeout"}, diags_)) {
+                 {"name", "type", "endpoints", "connect_timeout", "response_timeout", "tls"},
+                 diags_)) {
     return;
   }
   if (YAML::Node name = required(node, "name", path)) {
@@ -274,6 +258,13 @@ void Loader::cluster(const YAML::Node& node, const std::string& path, Cluster& o
   }
   positiveDuration(node, "connect_timeout", path, out.connect_timeout);
   positiveDuration(node, "response_timeout", path, out.response_timeout);
+  if (YAML::Node tls = node["tls"]) {
+    if (out.type == Cluster::Type::kEcho) {
+      diags_.error(tls, path + ".tls", "an echo cluster takes no tls: it runs inside the gateway");
+    } else {
+      out.tls = parseClusterTls(tls, path + ".tls", out.name, base_dir_, diags_);
+    }
+  }
 }
 
 void Loader::resolveNames(Config& config) {
@@ -312,7 +303,7 @@ void Loader::resolveNames(Config& config) {
 void Loader::listener(const YAML::Node& node, const std::string& path, Listener& out) {
   if (!checkKeys(node, path,
                  {"name", "address", "routes", "request_timeout", "max_request_bytes",
-                  "max_request_headers"},
+                  "max_request_headers", "tls"},
                  diags_)) {
     return;
   }
@@ -337,6 +328,8 @@ void Loader::listener(const YAML::Node& node, const std::string& path, Listener&
       out.max_request_headers = static_cast<uint32_t>(*n);
     }
   }
+  const YAML::Node tls = node["tls"];
+  if (tls) out.tls = parseListenerTls(tls, path + ".tls", base_dir_, diags_);
   YAML::Node routes = required(node, "routes", path);
   if (!routes) return;
   if (!routes.IsSequence() || routes.size() == 0) {
@@ -347,7 +340,7 @@ void Loader::listener(const YAML::Node& node, const std::string& path, Listener&
   for (size_t i = 0; i < routes.size(); ++i) {
     const std::string route_path = indexed(path, "routes", i);
     Route r;
-    route(routes[i], route_path, r);
+    route(routes[i], route_path, tls, out.name, r);
     if (!r.name.empty()) {
       auto [it, added] = names.emplace(r.name, route_path);
       if (!added) {
@@ -359,8 +352,11 @@ void Loader::listener(const YAML::Node& node, const std::string& path, Listener&
   }
 }
 
-void Loader::route(const YAML::Node& node, const std::string& path, Route& out) {
-  if (!checkKeys(node, path, {"name", "match", "cluster", "filters", "idle_timeout", "close_timeout"},
+void Loader::route(const YAML::Node& node, const std::string& path,
+                   const YAML::Node& listener_tls, const std::string& listener_name, Route& out) {
+  if (!checkKeys(node, path,
+                 {"name", "match", "cluster", "filters", "idle_timeout", "close_timeout",
+                  "require_tls", "client_cert_header"},
                  diags_)) {
     return;
   }
@@ -377,6 +373,7 @@ void Loader::route(const YAML::Node& node, const std::string& path, Route& out) 
   positiveDuration(node, "idle_timeout", path, out.idle_timeout, /*allow_zero=*/true);
   positiveDuration(node, "close_timeout", path, out.close_timeout);
   if (YAML::Node list = node["filters"]) filters(list, path + ".filters", out.filters);
+  parseRouteTls(node, path, listener_tls, listener_name, out, diags_);
 }
 
 void Loader::match(const YAML::Node& node, const std::string& path, Match& out) {
@@ -462,7 +459,8 @@ LoadResult loadString(const std::string& yaml, const std::string& source_name,
                              "YAML syntax error: " + e.msg);
     return result;
   }
-  Loader loader(filters, resolve, result.diagnostics);
+  Loader loader(filters, resolve, std::filesystem::path(source_name).parent_path().string(),
+                result.diagnostics);
   std::shared_ptr<Config> config;
   try {
     config = loader.load(root);

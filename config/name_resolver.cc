@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <memory>
 
@@ -102,6 +103,27 @@ std::vector<Resolved> resolveAll(const std::vector<std::string>& names,
 
 NameResolver systemNameResolver(std::chrono::milliseconds timeout) {
   return [timeout](const std::vector<std::string>& names) { return resolveAll(names, timeout); };
+}
+
+bool isHostName(const std::string& text) {
+  if (text.empty() || text.size() > 253 || text.back() == '.') return false;
+  size_t label = 0;
+  bool digits_only = true;
+  char previous = '.';
+  for (const char c : text) {
+    if (c == '.') {
+      if (label == 0 || previous == '-') return false;
+      label = 0;
+      digits_only = true;
+    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') {
+      if ((label == 0 && c == '-') || ++label > 63) return false;
+      digits_only = digits_only && std::isdigit(static_cast<unsigned char>(c));
+    } else {
+      return false;
+    }
+    previous = c;
+  }
+  return previous != '-' && !digits_only;
 }
 
 }  // namespace wsgate::config

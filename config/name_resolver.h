@@ -23,4 +23,8 @@ using NameResolver = std::function<std::vector<Resolved>(const std::vector<std::
 // looked up at once and all of them bounded by `timeout`.
 NameResolver systemNameResolver(std::chrono::milliseconds timeout);
 
+// A DNS name (RFC 1123 labels, no trailing dot) whose last label is not all digits, which would
+// make it a mistyped IPv4 address instead.
+bool isHostName(const std::string& text);
+
 }  // namespace wsgate::config

@@ -39,11 +39,21 @@ int main(int argc, char** argv) {
   // Host names in endpoints are looked up here, once, each bounded like a connect.
   auto loaded = wsgate::config::loadFile(config_path, wsgate::filters::Registry::global(),
                                          wsgate::config::systemNameResolver(kResolveTimeout));
+  const auto& warnings = loaded.diagnostics.warnings();
   if (!loaded.config) {
     std::cerr << loaded.diagnostics.format();
+    for (const auto& warning : warnings) std::cerr << "warning: " << warning.format() << "\n";
     std::cerr << config_path << ": " << loaded.diagnostics.errors().size()
               << " error(s); configuration rejected\n";
     return 1;
+  }
+  // --check prints them whatever the log level, as it prints errors.
+  for (const auto& warning : warnings) {
+    if (check) {
+      std::cerr << "warning: " << warning.format() << "\n";
+    } else {
+      spdlog::warn("{}", warning.format());
+    }
   }
   for (const auto& cluster : loaded.config->clusters) {
     for (const auto& endpoint : cluster.endpoints) {
@@ -51,7 +61,9 @@ int main(int argc, char** argv) {
     }
   }
   if (check) {
-    std::cout << config_path << ": configuration OK\n";
+    std::cout << config_path << ": configuration OK";
+    if (!warnings.empty()) std::cout << " (" << warnings.size() << " warning(s))";
+    std::cout << "\n";
     return 0;
   }
 
