@@ -71,8 +71,8 @@ class Gateway:
         if not self.ready.wait(10) or not self._listening():
             self.stop()
             shutil.rmtree(self.dir, ignore_errors=True)
-            raise RuntimeError(f"wsgate did not log its listeners within 10 s "
-                               f"(exit {self.proc.returncode}):\n{self.log()}")
+            raise RuntimeError(f"wsgate did not log its listeners (exit "
+                               f"{self.proc.returncode}, within 10 s):\n{self.log()}")
         self.port = self.ports[listeners[0]]
 
     def _read_log(self):

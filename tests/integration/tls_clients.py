@@ -111,16 +111,24 @@ def upgrade_request(path="/", host="localhost", extra=()):
 
 def handshake_refused(port, context, server_hostname=None, timeout=5):
     """Connects with `context` and, if the handshake completes on the client's side (in TLS 1.3
-    the server judges a client certificate after that), sends an upgrade request and reads.
-    Returns how the server refused: 'handshake: <SSLError>', 'after handshake: <error>' or
-    'eof'. Fails if the server answers the upgrade or says nothing within `timeout`."""
+    the server judges a client certificate after that), waits up to 1 s for an unprompted
+    refusal (an alert), then sends an upgrade request and reads. (Sending at once would race
+    the refusal: a server closing with the request unread sends a reset, which can overtake
+    its alert.) Returns how the server refused: 'handshake: <SSLError>', 'after handshake:
+    <error>' or 'eof'. Fails if the server answers the upgrade or says nothing within
+    `timeout`."""
     try:
         sock = tls_connect(port, context, server_hostname, timeout)
     except (ssl.SSLError, ConnectionError) as e:
         return f"handshake: {e}"
     try:
-        sock.sendall(upgrade_request())
-        data = sock.recv(4096)
+        sock.settimeout(min(1, timeout))
+        try:
+            data = sock.recv(4096)
+        except (socket.timeout, TimeoutError):
+            sock.settimeout(timeout)
+            sock.sendall(upgrade_request())
+            data = sock.recv(4096)
     except (ssl.SSLError, ConnectionError) as e:
         return f"after handshake: {e}"
     except (socket.timeout, TimeoutError):
