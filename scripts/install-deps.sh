@@ -33,6 +33,7 @@ test_pkgs=(
   chromium chromium-driver python3-selenium   # a real browser as the client
   nodejs node-ws                              # a Node `ws` backend
   procps iproute2                             # ps; ip: a test in a network namespace of its own
+  openssl                                     # the CLI: test certificates, s_client
 )
 bench_pkgs=(nginx haproxy nlohmann-json3-dev)
 fuzz_pkgs=(clang "$clang_rt")  # libFuzzer (`make fuzz`)

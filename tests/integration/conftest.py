@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -19,6 +20,7 @@ import urllib.request
 import pytest
 
 import wscompat
+from tls_certs import tls_certs  # noqa: F401 (a session fixture, for every test module)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WSGATE = os.environ.get("WSGATE_BIN", os.path.join(ROOT, "build", "wsgate"))
@@ -66,11 +68,11 @@ class Gateway:
             text=True, errors="replace")
         self.reader = threading.Thread(target=self._read_log, daemon=True)
         self.reader.start()
-        if not self.ready.wait(10):
+        if not self.ready.wait(10) or not self._listening():
             self.stop()
             shutil.rmtree(self.dir, ignore_errors=True)
-            raise RuntimeError(f"wsgate did not log its listeners within 10 s "
-                               f"(exit {self.proc.returncode}):\n{self.log()}")
+            raise RuntimeError(f"wsgate did not log its listeners (exit "
+                               f"{self.proc.returncode}, within 10 s):\n{self.log()}")
         self.port = self.ports[listeners[0]]
 
     def _read_log(self):
@@ -85,8 +87,12 @@ class Gateway:
             m = re.search(r"admin listening on (\S+):(\d+)$", text)
             if m:
                 self.admin_port = int(m.group(2))
-            if self.admin_port and self.expected <= set(self.ports):
+            if self._listening():
                 self.ready.set()
+        self.ready.set()  # the log ended: the process is gone, no need to wait any longer
+
+    def _listening(self):
+        return bool(self.admin_port) and self.expected <= set(self.ports)
 
     def log(self):
         return "".join(self.log_lines)
@@ -268,6 +274,29 @@ class Backends:
                 await ws.send(message)
         return self.websocket(handler, **kwargs)
 
+    def wss_echo(self, certs, cert=None, context=None, **kwargs):
+        """The echo server over TLS (wss://): it presents `cert` (default `certs.backend`, for
+        backend.internal, with its chain) or uses a ready server `context`. Besides what
+        `websocket` records, `record` gets each TLS handshake's SNI name (`sni`; None when the
+        client sent none), and per session its TLS version (`tls_versions`) and the subject
+        parts of the client's verified certificate (`client_subjects`; None without one)."""
+        context = context or tls_server_context(cert or certs.backend)
+        sni = []
+        context.sni_callback = lambda _sslobj, name, _ctx: sni.append(name)
+
+        async def handler(ws, record):
+            info = ws.transport.get_extra_info
+            record.setdefault("tls_versions", []).append(info("ssl_object").version())
+            peer = info("peercert")
+            record.setdefault("client_subjects", []).append(
+                peer_subject_parts(peer) if peer else None)
+            async for message in ws:
+                record["messages"].append(message)
+                await ws.send(message)
+        port, record = self.websocket(handler, ssl=context, **kwargs)
+        record["sni"] = sni
+        return port, record
+
     def recorder(self, **kwargs):
         """Records every message, answers nothing."""
         async def handler(ws, record):
@@ -434,6 +463,80 @@ def app_config(endpoints, filters=None, route_extra="", listener_extra="", clust
 {cluster_extra}"""
     return gateway_config(route, clusters, listener_extra=listener_extra, workers=workers,
                           address=address)
+
+
+TLS_VERSIONS = {"1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
+                "1.3": ssl.TLSVersion.TLSv1_3}
+SHORT_NAMES = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+               "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST"}
+
+
+def _versions(context, min_version, max_version):
+    """Sets a context's TLS version range ("1.1", "1.2", "1.3"). TLS 1.1 needs OpenSSL 3's
+    security level 0 (level 1 and up refuse its SHA-1 signatures), and Python warns that the
+    version is deprecated: here it is on purpose."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if min_version:
+            context.minimum_version = TLS_VERSIONS[min_version]
+        if max_version:
+            context.maximum_version = TLS_VERSIONS[max_version]
+    if "1.1" in (min_version, max_version):
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+
+
+def tls_server_context(cert, client_ca=None, require_client_cert=False, min_version=None,
+                       max_version=None, alpn=None):
+    """A server ssl.SSLContext presenting `cert` (a tls_certs.Cert, its whole chain); with
+    `client_ca`, client certificates are asked for and verified against it (required if
+    `require_client_cert`)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert.cert, cert.key)
+    if client_ca:
+        context.load_verify_locations(cafile=client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    _versions(context, min_version, max_version)
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+def tls_client_context(ca=None, cert=None, min_version=None, max_version=None,
+                       check_hostname=True, alpn=None):
+    """A client ssl.SSLContext that verifies the server against `ca` (a PEM file; the chain
+    must lead to it) and, if `check_hostname`, checks the name given as `server_hostname` (also
+    the SNI name) against the certificate's SANs; `cert` (a tls_certs.Cert) is presented as
+    the client certificate. Versions are "1.1", "1.2" or "1.3"."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = check_hostname
+    context.verify_mode = ssl.CERT_REQUIRED
+    if ca:
+        context.load_verify_locations(cafile=ca)
+    if cert:
+        context.load_cert_chain(cert.cert, cert.key)
+    _versions(context, min_version, max_version)
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+def tls_connect(port, context, server_hostname=None, timeout=10, host="127.0.0.1"):
+    """A TCP connection with the TLS handshake done (SNI `server_hostname`; none when None),
+    every step bounded by `timeout`. Raises ssl.SSLError if the handshake fails."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        return context.wrap_socket(sock, server_hostname=server_hostname)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def peer_subject_parts(peercert):
+    """The subject of a certificate as ssl's getpeercert() gives it, as tls_certs'
+    subject_parts gives it (`KEY=value` strings)."""
+    return frozenset(f"{SHORT_NAMES.get(k, k)}={v}" for rdn in peercert["subject"]
+                     for k, v in rdn)
 
 
 def run(coro, timeout=60):

@@ -1,7 +1,9 @@
 """A real browser as the WebSocket client: Debian's headless Chromium, driven by python3-selenium
 and chromedriver, loads a page from a loopback HTTP server (so the page has a real origin) and
 talks through wsgate to python3-websockets backends: echo with permessage-deflate negotiated end
-to end, close codes both ways, and an origin the `origin` filter refuses."""
+to end, close codes both ways, and an origin the `origin` filter refuses; and over wss:// to a
+TLS listener, with a subprotocol, the browser trusting the test certificate by its SPKI hash
+alone (--ignore-certificate-errors-spki-list, never a flag that turns checks off)."""
 import base64
 import http.server
 import os
@@ -43,9 +45,10 @@ function describe(data) {
 window.session = {
   ws: null, inbox: [], events: [], wake: null, closed: null,
   // Resolves at open ({opened: true, extensions}) or, if it never opens, at close.
-  open(url) {
+  open(url, protocols) {
     return new Promise(resolve => {
-      const ws = this.ws = new WebSocket(url);
+      const ws = this.ws = protocols === undefined ? new WebSocket(url)
+                                                   : new WebSocket(url, protocols);
       ws.binaryType = "arraybuffer";
       this.inbox = []; this.events = [];
       this.closed = new Promise(closed => {
@@ -136,9 +139,11 @@ def sites():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tls_certs):
     """Headless Chromium through chromedriver, with a fresh profile; quit at teardown. A missing
-    chromium, chromedriver or selenium fails the tests, never skips them."""
+    chromium, chromedriver or selenium fails the tests, never skips them. It trusts one
+    certificate besides the system's: the test `loopback` one, by the SHA-256 of its public key
+    (the flag is honoured because the profile is given with --user-data-dir)."""
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         assert os.access(path, os.X_OK), f"{path} is not installed (Debian package {package})"
     try:
@@ -150,7 +155,8 @@ def browser():
     profile = tempfile.mkdtemp(prefix="wsgate-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+    trust = f"--ignore-certificate-errors-spki-list={tls_certs.spki(tls_certs.loopback)}"
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}", trust]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = None
@@ -180,8 +186,10 @@ class Page:
         assert not (isinstance(result, dict) and "js_error" in result), result
         return result
 
-    def open(self, url):
-        return self.call("open", url)
+    def open(self, url, protocols=None):
+        if protocols is None:
+            return self.call("open", url)
+        return self.call("open", url, protocols)
 
     def send(self, message):
         if isinstance(message, str):
@@ -304,3 +312,78 @@ def test_page_from_an_origin_not_allowed_cannot_connect(start_gateway, backends,
                           outcome="rejected") == 1
     assert gw.metric("wsgate_connections_total", outcome="relayed") == 0
     assert record["connections"] == 0, "a refused origin never reaches the backend"
+
+
+def test_browser_trusts_the_test_certificate_by_its_spki_hash_only(backends, browser, sites,
+                                                                   tls_certs):
+    """The browser fixture checked without wsgate: a page served over plain http opens wss://
+    (mixed content blocks only ws:// from https pages) to a python3-websockets wss server
+    presenting the `loopback` certificate, whose SPKI hash is listed, and echoes; the same
+    server with `loopback2` (same names, same CA, another key) is refused as untrusted: the
+    browser trusts that one key, not the test CA nor any certificate."""
+    port, record = backends.wss_echo(tls_certs, cert=tls_certs.loopback)
+    page = Page(browser, sites["allowed"])
+    opened = page.open(f"wss://127.0.0.1:{port}/direct")
+    assert opened["opened"], opened
+    assert page.echo(TEXT) == TEXT
+    assert page.close(1000, "ok")["code"] == 1000
+    assert record["tls_versions"] == ["TLSv1.3"]
+
+    other_port, other = backends.wss_echo(tls_certs, cert=tls_certs.loopback2)
+    page = Page(browser, sites["allowed"])
+    refused = page.open(f"wss://127.0.0.1:{other_port}/direct")
+    assert (refused["opened"], refused["code"]) == (False, 1006), refused
+    console = page.console()
+    assert any("ERR_CERT_AUTHORITY_INVALID" in line for line in console), console
+    assert other["connections"] == 0
+
+
+def tls_listener(certs):
+    """`listener_extra` for app_config: TLS on the `public` listener with the `loopback`
+    certificate (no SNI from a browser going to an IP address: the first certificate)."""
+    return (f'    tls:\n      certificates:\n        - {{ cert: "{certs.loopback.cert}", '
+            f'key: "{certs.loopback.key}", server_names: ["localhost"] }}\n')
+
+
+def test_wss_from_the_browser_through_a_tls_listener(start_gateway, backends, browser, sites,
+                                                     tls_certs):
+    """The page (served over plain http) opens wss:// to a TLS listener of wsgate with
+    subprotocols chat.v2 and chat.v1 and permessage-deflate: the backend chose chat.v1 and
+    deflate, and the browser sees both; a text and a 200 KiB binary message come back
+    byte-identical, compressed on the wire; the backend was told `X-Forwarded-Proto: https` and
+    the page's origin; `ws.close(4001, 'bye')` reaches the backend and comes back as a clean
+    close; one TLS handshake is counted."""
+    port, record = backends.echo(compression="deflate", subprotocols=["chat.v1"])
+    site = sites["allowed"]
+    gw = start_gateway(app_config([port], filters=[f'origin: {{ allow: ["{site.origin}"] }}'],
+                                  listener_extra=tls_listener(tls_certs),
+                                  route_extra="        require_tls: true\n"))
+    page = Page(browser, site)
+    opened = page.open(f"wss://127.0.0.1:{gw.port}/app", ["chat.v2", "chat.v1"])
+    assert opened["opened"], f"the browser could not open the session: {opened}"
+    assert opened["protocol"] == "chat.v1"
+    assert "permessage-deflate" in extension_names(opened["extensions"]), opened
+    assert record["subprotocols"] == ["chat.v1"]
+    assert record["extensions"] == [["permessage-deflate"]]
+    headers = record["headers"][0]
+    assert headers.get("Origin") == site.origin
+    assert headers.get_all("X-Forwarded-Proto") == ["https"]
+
+    assert page.echo(TEXT) == TEXT
+    before = gw.wait_metric("wsgate_bytes_total", 1, route="app", direction=DIRECTIONS[0])
+    assert page.echo(BIG) == BIG, "the 200 KiB binary message came back changed"
+    assert record["messages"] == [TEXT, BIG]
+    assert gw.wait_metric("wsgate_messages_total", 2, route="app",
+                          direction=DIRECTIONS[1]) == 2
+    wire = gw.metric("wsgate_bytes_total", route="app", direction=DIRECTIONS[0]) - before
+    assert 0 < wire < len(BIG) // 10, f"{wire} wire bytes for {len(BIG)} B"
+
+    closed = page.close(4001, "bye")
+    assert closed == {"code": 4001, "reason": "bye", "wasClean": True,
+                      "events": ["open", "close"]}
+    assert wait_for(lambda: record["close_codes"])
+    assert record["close_codes"] == [(4001, "bye")]
+    assert gw.wait_metric("wsgate_tls_handshakes_total", 1, listener="public",
+                          version="TLSv1.3") >= 1
+    assert gw.metric("wsgate_tls_handshake_failures_total") == 0
+    assert gw.wait_idle() == 0
