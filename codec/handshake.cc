@@ -206,7 +206,8 @@ namespace {
 // Calls `visit(name, value)` for every field of the request forwarded upstream, in order.
 template <typename Visit>
 void forEachForwardedField(const RequestHead& client_request,
-                           std::string_view client_ip, std::string_view proto, Visit&& visit) {
+                           std::string_view client_ip, std::string_view proto,
+                           ForwardedIdentity identity, Visit&& visit) {
   // Hop-by-hop: RFC 9110 §7.6.1, plus whatever the client's Connection header names.
   static constexpr std::array<std::string_view, 6> kHopByHop = {
       "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"};
@@ -238,6 +239,7 @@ void forEachForwardedField(const RequestHead& client_request,
     // Proxy-Authorization and friends are meant for this hop: never leak credentials onwards.
     if (startsWithIgnoreCase(name, "proxy-")) return true;
     if (iequals(name, "x-forwarded-proto")) return true;  // set below, never trusted from clients
+    if (!identity.header.empty() && iequals(name, identity.header)) return true;  // likewise
     // The backend cannot complete the handshake without Host and Sec-WebSocket-*, so a client
     // naming them in Connection must not be able to strip them.
     if (iequals(name, "host") || startsWithIgnoreCase(name, "sec-websocket-")) return false;
@@ -259,28 +261,29 @@ void forEachForwardedField(const RequestHead& client_request,
   visit("Upgrade", "websocket");
   visit("X-Forwarded-For", forwarded_for);
   visit("X-Forwarded-Proto", proto);
+  if (!identity.header.empty() && !identity.value.empty()) visit(identity.header, identity.value);
 }
 
 }  // namespace
 
-RequestHead makeUpstreamRequest(const RequestHead& client_request,
-                                           std::string_view client_ip, std::string_view proto) {
+RequestHead makeUpstreamRequest(const RequestHead& client_request, std::string_view client_ip,
+                                std::string_view proto, ForwardedIdentity identity) {
   RequestHead out;
   out.method(client_request.method());
   out.target(client_request.target());
   out.version(11);
-  forEachForwardedField(client_request, client_ip, proto,
+  forEachForwardedField(client_request, client_ip, proto, identity,
                         [&](std::string_view name, std::string_view value) {
                           out.insert(name, value);
                         });
   return out;
 }
 
-std::string upstreamRequestHead(const RequestHead& client_request,
-                                std::string_view client_ip, std::string_view proto) {
+std::string upstreamRequestHead(const RequestHead& client_request, std::string_view client_ip,
+                                std::string_view proto, ForwardedIdentity identity) {
   HeadWriter head;
   head.requestLine(client_request.method_string(), client_request.target(), 11);
-  forEachForwardedField(client_request, client_ip, proto,
+  forEachForwardedField(client_request, client_ip, proto, identity,
                         [&](std::string_view name, std::string_view value) {
                           head.field(name, value);
                         });

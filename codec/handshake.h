@@ -42,12 +42,18 @@ std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(const RequestH
 // Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade and any named in Connection) dropped, then
 // `Connection: Upgrade`, `Upgrade: websocket`, `X-Forwarded-For` (appended to an existing one)
 // and `X-Forwarded-Proto` set. Sec-WebSocket-* headers and Host pass through unchanged.
-RequestHead makeUpstreamRequest(const RequestHead& client_request,
-                                           std::string_view client_ip, std::string_view proto);
+// `identity`: a header the gateway alone may set (the verified client certificate): whatever the
+// client sent under that name is dropped, and the value is added when there is one.
+struct ForwardedIdentity {
+  std::string_view header;  // empty: none
+  std::string_view value;   // empty: not added
+};
+RequestHead makeUpstreamRequest(const RequestHead& client_request, std::string_view client_ip,
+                                std::string_view proto, ForwardedIdentity identity = {});
 
 // The same request as wire bytes (see http_head.h), built without an intermediate header.
-std::string upstreamRequestHead(const RequestHead& client_request,
-                                std::string_view client_ip, std::string_view proto);
+std::string upstreamRequestHead(const RequestHead& client_request, std::string_view client_ip,
+                                std::string_view proto, ForwardedIdentity identity = {});
 
 // What the backend's 101 agreed to.
 struct UpstreamAgreement {

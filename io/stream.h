@@ -22,11 +22,12 @@
 #include <boost/asio/buffer.hpp>
 
 #include "io/plain_transport.h"
+#include "io/tls_transport.h"
 
 namespace wsgate::gateway {
 
 class Stream {
-  std::variant<PlainTransport> transport_;
+  std::variant<PlainTransport, TlsTransport> transport_;
 
   // Forwards to whichever transport this stream has (declared first: the members below deduce
   // their return types from it).
@@ -39,6 +40,7 @@ class Stream {
   explicit Stream(Socket socket) : transport_(PlainTransport(std::move(socket))) {}
   explicit Stream(boost::asio::ip::tcp::socket socket)
       : transport_(PlainTransport(std::move(socket))) {}
+  explicit Stream(TlsTransport tls) : transport_(std::move(tls)) {}
   Stream(Stream&&) = default;
   Stream& operator=(Stream&&) = default;
 
@@ -100,6 +102,25 @@ class Stream {
   // read meanwhile into `scratch` are dropped: the caller has seen the peer's last frame.
   bool peerEnded(boost::asio::mutable_buffer scratch) {
     return visit([&](auto& t) { return t.peerEnded(scratch); });
+  }
+  // The TLS session of a TLS stream, else null.
+  SSL* tls() {
+    auto* transport = std::get_if<TlsTransport>(&transport_);
+    return transport ? transport->ssl() : nullptr;
+  }
+  // The TLS handshake of a TLS stream, as an Asio operation: `void(error_code)`; a plain
+  // stream completes at once. Bounded by the caller (cancel() ends it).
+  template <typename Token>
+  auto async_tls_handshake(Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [this](auto handler) {
+          if (auto* transport = std::get_if<TlsTransport>(&transport_)) {
+            return transport->asyncHandshake(std::move(handler));
+          }
+          boost::asio::post(get_executor(),
+                            boost::asio::append(std::move(handler), boost::system::error_code()));
+        },
+        token);
   }
   // The descriptor itself, for the I/O layer only (a lingering close discards raw bytes).
   Socket& socket() {

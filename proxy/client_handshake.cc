@@ -14,6 +14,7 @@
 #include "filters/filter.h"
 #include "proxy/connection_record.h"
 #include "io/deadline.h"
+#include "io/tls_context.h"
 #include "codec/handshake.h"
 #include "codec/http_head.h"
 #include "proxy/session.h"
@@ -27,6 +28,8 @@ using boost::system::error_code;
 namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
+// Where the rest of the head would come from, for X-Forwarded-Proto.
+std::string_view schemeOf(Stream& client) { return client.tls() ? "https" : "http"; }
 constexpr size_t kFirstHeadRead = 4096;  // a browser's upgrade request is well under this
 constexpr size_t kMaxUpstreamHead = 16 * 1024;
 constexpr size_t kMaxUpstreamBody = 64 * 1024;  // a refusal page passed back to the client
@@ -110,6 +113,9 @@ class Handshake {
         deadline_(worker.io) {}
 
   asio::awaitable<void> run();
+  // On a TLS listener, before anything else: the TLS handshake, bounded by handshake_timeout.
+  // False when it failed (counted, logged, connection closed).
+  asio::awaitable<bool> tlsHandshake(const ServerTlsContext& tls);
   // run() threw: answers 500 if nothing was sent to the client yet, else just closes.
   asio::awaitable<void> fail(std::exception_ptr error);
 
@@ -130,9 +136,41 @@ class Handshake {
   std::string client_ip_;
   Deadline deadline_;
   bool answered_ = false;  // bytes of an answer may have reached the client
+  std::string identity_;   // the verified client certificate, when there is one
 };
 
+asio::awaitable<bool> Handshake::tlsHandshake(const ServerTlsContext& tls) {
+  SslPtr ssl = tls.newSession();
+  std::string_view reason = "other";
+  if (ssl) {
+    client_ = Stream(TlsTransport(std::move(client_.socket()), std::move(ssl)));
+    deadline_.arm(listener_.tls->handshake_timeout, [this] { client_.cancel(); });
+    auto [ec] = co_await client_.async_tls_handshake(kToken);
+    deadline_.disarm();
+    if (!ec && !deadline_.expired()) {
+      worker_.stats.cell(Metric::kTlsHandshakes, {listener_.name, tlsVersionLabel(client_.tls())})
+          .add(1);
+      if (!listener_.tls->client_ca_pem.empty()) identity_ = verifiedPeerIdentity(client_.tls());
+      if (!identity_.empty()) {
+        spdlog::debug("client {} on listener {}: certificate {}", client_ip_, listener_.name,
+                      identity_);
+      }
+      co_return true;
+    }
+    reason = deadline_.expired() ? "timeout" : tlsFailureReason(ec, true);
+    spdlog::debug("TLS handshake from {} on listener {} failed: {}", client_ip_, listener_.name,
+                  deadline_.expired() ? "timed out" : ec.message());
+  }
+  worker_.stats.cell(Metric::kTlsHandshakeFailures, {listener_.name, reason}).add(1);
+  record_.setOutcome(outcome::kTlsFailed);
+  client_.close();
+  co_return false;
+}
+
 asio::awaitable<void> Handshake::run() {
+  if (const ServerTlsContext* tls = table_->listenerTls(listener_index_)) {
+    if (!co_await tlsHandshake(*tls)) co_return;
+  }
   // 1. Request head, bounded in bytes and time.
   beast::flat_buffer buffer(listener_.max_request_bytes);
   http::request_parser<http::empty_body> parser;
@@ -172,6 +210,9 @@ asio::awaitable<void> Handshake::run() {
       table_->router(listener_index_).match(host == request.end() ? "" : host->value(),
                                             request.target());
   if (!route) co_return co_await reject(404, "no route for this host and path", "no_route");
+  if (route->require_tls && !client_.tls()) {
+    co_return co_await reject(403, "this route requires TLS", "tls_required");
+  }
 
   // 4. Handshake filters.
   RequestView view(request, client_ip_, route->name);
@@ -191,13 +232,17 @@ asio::awaitable<void> Handshake::run() {
   UpstreamConnection connection = co_await upstream_source->connect();
   if (!connection.stream) {
     record_.setOutcome(outcome::kUpstreamError);
+    if (connection.tls_failed && !connection.timed_out) {
+      co_return co_await reject(502, "upstream TLS handshake failed", "upstream_tls");
+    }
     if (connection.timed_out) {
       co_return co_await reject(504, "upstream connect timed out", "upstream_timeout");
     }
     co_return co_await reject(502, "upstream unavailable", "upstream_unavailable");
   }
   Stream& upstream = *connection.stream;
-  const std::string forwarded = upstreamRequestHead(request, client_ip_, "http");
+  const std::string forwarded = upstreamRequestHead(
+      request, client_ip_, schemeOf(client_), {route->client_cert_header, identity_});
   beast::flat_buffer upstream_buffer(kMaxUpstreamHead + kMaxUpstreamBody);
   http::response_parser<http::string_body> response_parser;
   response_parser.header_limit(kMaxUpstreamHead);

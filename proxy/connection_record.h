@@ -16,6 +16,7 @@ inline constexpr std::string_view kUpstreamError = "upstream_error";   // 502/50
 inline constexpr std::string_view kUpstreamDeclined = "upstream_declined";  // backend said no
 inline constexpr std::string_view kAborted = "aborted";  // client left before an answer
 inline constexpr std::string_view kFailed = "failed";    // the gateway failed handling it
+inline constexpr std::string_view kTlsFailed = "tls_failed";  // the TLS handshake failed
 }  // namespace outcome
 
 class ConnectionRecord {

@@ -5,8 +5,9 @@
 
 namespace wsgate::gateway {
 
-RoutingTable::RoutingTable(WorkerContext& worker, std::shared_ptr<const config::Config> config)
-    : config_(std::move(config)) {
+RoutingTable::RoutingTable(WorkerContext& worker, std::shared_ptr<const config::Config> config,
+                           std::shared_ptr<const TlsContexts> tls)
+    : config_(std::move(config)), tls_(std::move(tls)) {
   routers_.reserve(config_->listeners.size());
   for (const auto& listener : config_->listeners) routers_.emplace_back(listener);
   for (const auto& cluster : config_->clusters) {
@@ -14,7 +15,7 @@ RoutingTable::RoutingTable(WorkerContext& worker, std::shared_ptr<const config::
     if (cluster.type == config::Cluster::Type::kEcho) {
       upstream = std::make_unique<EchoUpstream>(worker, cluster.name);
     } else {
-      upstream = std::make_unique<TcpUpstream>(worker, cluster);
+      upstream = std::make_unique<TcpUpstream>(worker, cluster, tls_->cluster(cluster.name));
     }
     upstreams_.emplace(cluster.name, std::move(upstream));
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "io/tls_context.h"
 #include "routing/router.h"
 #include "upstream/upstream.h"
 #include "io/worker_context.h"
@@ -17,15 +18,21 @@ namespace wsgate::gateway {
 
 class RoutingTable {
  public:
-  RoutingTable(WorkerContext& worker, std::shared_ptr<const config::Config> config);
+  RoutingTable(WorkerContext& worker, std::shared_ptr<const config::Config> config,
+               std::shared_ptr<const TlsContexts> tls);
 
   const std::shared_ptr<const config::Config>& config() const { return config_; }
   const Router& router(size_t listener_index) const { return routers_[listener_index]; }
   // Never null for a cluster named by a route (the loader checked every reference).
   Upstream* upstream(const std::string& cluster) const;
+  // The listener's TLS, or null for a plain listener.
+  const ServerTlsContext* listenerTls(size_t listener_index) const {
+    return tls_->listener(listener_index);
+  }
 
  private:
   std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const TlsContexts> tls_;
   std::vector<Router> routers_;
   std::map<std::string, std::unique_ptr<Upstream>, std::less<>> upstreams_;
 };

@@ -33,8 +33,14 @@ Server::~Server() {
 }
 
 bool Server::start() {
+  try {
+    tls_ = TlsContexts::build(*config_);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return false;
+  }
   for (unsigned i = 0; i < config_->workers; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, config_));
+    workers_.push_back(std::make_unique<Worker>(i, config_, tls_));
   }
   for (size_t l = 0; l < config_->listeners.size(); ++l) {
     const config::Listener& listener = config_->listeners[l];

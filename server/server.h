@@ -10,6 +10,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "config/config.h"
+#include "io/tls_context.h"
 #include "server/admin.h"
 #include "server/worker.h"
 
@@ -27,6 +28,7 @@ class Server {
 
  private:
   std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const TlsContexts> tls_;
   // Installed before anything is announced, so an early SIGTERM is a clean stop.
   boost::asio::io_context signals_io_{1};
   boost::asio::signal_set signals_{signals_io_, SIGINT, SIGTERM};

@@ -25,7 +25,8 @@ int makeStopSignal() {
 
 }  // namespace
 
-Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config)
+Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config,
+               std::shared_ptr<const TlsContexts> tls)
     // One thread per io_context, never touched from another: Asio runs it without locks.
     : buffers_(stats_, kMaxLentBuffers, kMaxCachedBuffers),
       read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
@@ -35,7 +36,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config)
       io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE),
       sweep_timer_(io_),
       stop_signal_(io_, makeStopSignal()),
-      table_(std::make_shared<RoutingTable>(context_, std::move(config))) {}
+      table_(std::make_shared<RoutingTable>(context_, std::move(config), std::move(tls))) {}
 
 Worker::~Worker() { stop(); }
 

@@ -30,7 +30,8 @@ class Worker {
   static constexpr size_t kMaxCachedBuffers = 32;
   static constexpr std::chrono::seconds kBufferSweepInterval{1};
 
-  Worker(unsigned index, std::shared_ptr<const config::Config> config);
+  Worker(unsigned index, std::shared_ptr<const config::Config> config,
+         std::shared_ptr<const TlsContexts> tls);
   ~Worker();
 
   boost::asio::io_context& io() { return io_; }

@@ -37,8 +37,18 @@ const std::array<MetricInfo, static_cast<size_t>(Metric::kCount)> kMetrics = {{
     {"wsgate_session_failures_total",
      "Sessions the gateway closed with 1011 because handling them failed (an exception).", false,
      {"route"}},
+    {"wsgate_tls_handshake_failures_total",
+     "TLS handshakes with clients that failed, by reason (timeout, not_tls, protocol_version, "
+     "no_shared_cipher, no_client_cert, bad_client_cert, closed, other).",
+     false, {"listener", "reason"}},
+    {"wsgate_tls_handshakes_total", "TLS handshakes with clients completed, by TLS version.",
+     false, {"listener", "version"}},
     {"wsgate_upstream_connect_failures_total", "Failed connection attempts to cluster endpoints.",
      false, {"cluster"}},
+    {"wsgate_upstream_tls_failures_total",
+     "TLS handshakes with backends that failed, by reason (verify_failed, timeout, closed, "
+     "handshake_failed).",
+     false, {"cluster", "reason"}},
     {"wsgate_worker_failures_total",
      "Failures that escaped every handler and reached a worker's loop, which went on.", false,
      {}},

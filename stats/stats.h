@@ -35,7 +35,10 @@ enum class Metric : uint8_t {
   kProtocolErrors,
   kRelayBufferBytes,
   kSessionFailures,
+  kTlsHandshakeFailures,
+  kTlsHandshakes,
   kUpstreamConnectFailures,
+  kUpstreamTlsFailures,
   kWorkerFailures,
   kCount,
 };

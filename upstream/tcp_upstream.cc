@@ -14,12 +14,14 @@ namespace wsgate::gateway {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-TcpUpstream::TcpUpstream(WorkerContext& worker, const config::Cluster& cluster)
+TcpUpstream::TcpUpstream(WorkerContext& worker, const config::Cluster& cluster,
+                         const ClientTlsContext* tls)
     : worker_(worker),
       cluster_(cluster),
       // Spread workers over the endpoints from the first connection on.
       next_(worker.index),
-      failures_(worker.stats.cell(Metric::kUpstreamConnectFailures, {cluster.name})) {
+      failures_(worker.stats.cell(Metric::kUpstreamConnectFailures, {cluster.name})),
+      tls_(tls) {
   for (const auto& address : cluster.endpoints) {
     endpoints_.emplace_back(asio::ip::make_address(address.ip), address.port);
     endpoint_texts_.push_back(address.text());
@@ -33,6 +35,7 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
     const tcp::endpoint& endpoint = endpoints_[index];
     result.endpoint = endpoint_texts_[index];
     tcp::socket socket(worker_.io);
+    const auto started = std::chrono::steady_clock::now();
     auto ec = startConnect(worker_.io, socket, endpoint);
     bool timed_out = false;
     if (ec == asio::error::in_progress) {  // only a connect that must wait arms a timer
@@ -46,9 +49,22 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
       timed_out = deadline.expired();
     }
     result.timed_out = timed_out;
-    if (!timed_out && !ec) {
+    result.tls_failed = false;
+    if (!timed_out && !ec && tls_ == nullptr) {
       result.stream.emplace(std::move(socket));
       co_return result;
+    }
+    if (!timed_out && !ec) {
+      const config::Address& address = cluster_.endpoints[index];
+      std::optional<Stream> stream =
+          co_await handshake(std::move(socket), address.host.empty() ? address.ip : address.host,
+                             cluster_.connect_timeout - (std::chrono::steady_clock::now() - started),
+                             result);
+      if (stream) {
+        result.stream = std::move(stream);
+        co_return result;
+      }
+      continue;  // counted and logged by handshake()
     }
     result.error = timed_out ? "connect timed out" : ec.message();
     failures_.add(1);
@@ -58,6 +74,46 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
     }
   }
   co_return result;
+}
+
+asio::awaitable<std::optional<Stream>> TcpUpstream::handshake(tcp::socket socket,
+                                                             std::string_view host,
+                                                             std::chrono::nanoseconds left,
+                                                             UpstreamConnection& result) {
+  SslPtr ssl = tls_->newSession(host);
+  std::string_view reason = "other";
+  if (ssl) {
+    Stream stream(TlsTransport(std::move(socket), std::move(ssl)));
+    Deadline deadline(worker_.io);
+    deadline.arm(std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::max(left, std::chrono::nanoseconds(std::chrono::milliseconds(1)))),
+                 [&stream] { stream.cancel(); });
+    auto [ec] = co_await stream.async_tls_handshake(asio::as_tuple(asio::use_awaitable));
+    deadline.disarm();
+    if (!ec && !deadline.expired()) co_return std::optional<Stream>(std::move(stream));
+    result.timed_out = deadline.expired();
+    reason = result.timed_out ? "timeout" : tlsFailureReason(ec, false);
+    // Toward a backend the finer reasons of a client handshake say little: one bucket.
+    if (reason != "timeout" && reason != "verify_failed" && reason != "closed") {
+      reason = "handshake_failed";
+    }
+    result.error = result.timed_out ? std::string("TLS handshake timed out")
+                                    : "TLS handshake failed: " + ec.message();
+    if (!result.timed_out && reason == "verify_failed") {
+      const long verify = SSL_get_verify_result(stream.tls());
+      result.error += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+    }
+    stream.close();
+  } else {
+    result.error = "TLS session could not be created";
+  }
+  result.tls_failed = true;
+  worker_.stats.cell(Metric::kUpstreamTlsFailures, {cluster_.name, reason}).add(1);
+  if (auto admitted = connect_failures_log_.admit()) {
+    spdlog::warn("cluster {}: connect to {} failed: {}{}", cluster_.name, result.endpoint,
+                 result.error, admitted->suffix());
+  }
+  co_return std::nullopt;
 }
 
 }  // namespace wsgate::gateway

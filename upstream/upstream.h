@@ -17,6 +17,7 @@ namespace wsgate::gateway {
 struct UpstreamConnection {
   std::optional<Stream> stream;  // set on success
   bool timed_out = false;        // failure: the last attempt ran out of connect_timeout
+  bool tls_failed = false;       // failure: the last attempt's TLS handshake failed
   std::string_view endpoint;     // the endpoint used (or last tried), for logs; lives as long
                                  // as the Upstream
   std::string error;             // failure: why

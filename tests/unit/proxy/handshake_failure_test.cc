@@ -59,7 +59,7 @@ TEST(HandshakeFailureTest, ThrowingHandshakeFilterAnswers500AndIsCounted) {
   cluster.name = "echo";
   cluster.type = config::Cluster::Type::kEcho;
   config->clusters.push_back(cluster);
-  auto table = std::make_shared<RoutingTable>(context, config);
+  auto table = std::make_shared<RoutingTable>(context, config, TlsContexts::build(*config));
 
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::ip::tcp::socket client(io);

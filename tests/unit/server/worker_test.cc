@@ -17,7 +17,8 @@ namespace {
 using namespace std::chrono_literals;
 
 TEST(WorkerTest, KeepsRunningAfterAHandlerThrows) {
-  Worker worker(0, std::make_shared<config::Config>());
+  auto config = std::make_shared<config::Config>();
+  Worker worker(0, config, TlsContexts::build(*config));
   std::atomic<bool> served_after{false};
   // Queued before start(): the worker's io_context is touched from its own thread only after.
   boost::asio::post(worker.io(), [] { throw std::runtime_error("handler broke"); });
