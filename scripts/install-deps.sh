@@ -34,7 +34,7 @@ test_pkgs=(
   nodejs node-ws                              # a Node `ws` backend
   procps iproute2                             # ps; ip: a test in a network namespace of its own
 )
-bench_pkgs=(nginx haproxy nlohmann-json3-dev)
+bench_pkgs=(nginx haproxy nlohmann-json3-dev openssl)  # openssl: the wss scenarios' certificate
 fuzz_pkgs=(clang "$clang_rt")  # libFuzzer (`make fuzz`)
 
 groups=("$@")
