@@ -16,6 +16,13 @@
 // from /proc/PID/stat) of those processes and of the load generator is sampled at the window's
 // edges. Prints one human line on stderr and one JSON line on stdout. Every phase is bounded in
 // time: a proxy that stops answering ends the run with errors, never a hang.
+//
+// --tls: every mode over TLS (wss), OpenSSL through Asio's ssl::stream. --server-name sets SNI;
+// --ca FILE verifies the proxy's certificate chain against FILE and its name against
+// --server-name; without --ca nothing is verified. Every connection makes a full handshake: the
+// client context has no session cache and no tickets (SSL_OP_NO_TICKET), no connection is ever
+// offered a session, and a connection the server reports as resumed is counted ("tls_resumed"),
+// which the benchmark treats as a failure.
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,13 +37,17 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
 
 namespace wsgate::bench {
 namespace {
@@ -46,7 +57,11 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
-using Ws = websocket::stream<tcp::socket>;
+namespace ssl = asio::ssl;
+using PlainWs = websocket::stream<tcp::socket>;
+using TlsWs = websocket::stream<ssl::stream<tcp::socket>>;
+template <class Ws>
+constexpr bool kIsTls = std::is_same_v<Ws, TlsWs>;
 using ErrorCode = boost::system::error_code;
 
 constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
@@ -83,6 +98,9 @@ struct Options {
   double connectTimeout = 10;
   std::vector<int> watchPids;
   int backendPid = 0;
+  bool tls = false;
+  std::string serverName;  // SNI, and the name verified with --ca
+  std::string caFile;      // empty: no verification
 };
 
 // CPU time of a process in microseconds (utime + stime, all threads), or -1 if it is gone.
@@ -162,6 +180,23 @@ struct Stats {
   // whole machine (or a lost segment waiting for its retransmission) shows up here.
   Clock::time_point lastEcho;
   Clock::duration longestGap{};
+  // --tls: what the first handshake negotiated, and how many handshakes were not full ones.
+  std::string tlsVersion;
+  std::string tlsCipher;
+  std::string tlsGroup;
+  uint64_t tlsResumed = 0;
+
+  void recordTls(SSL* ssl) {
+    if (SSL_session_reused(ssl)) ++tlsResumed;
+    if (!tlsVersion.empty()) return;
+    tlsVersion = SSL_get_version(ssl);
+    tlsCipher = SSL_get_cipher_name(ssl);
+    const int group = SSL_get_negotiated_group(ssl);
+    if (group != 0) {
+      const char* name = OBJ_nid2sn(group & ~TLSEXT_nid_unknown);
+      tlsGroup = name != nullptr ? name : std::to_string(group);
+    }
+  }
 
   void recordEcho(Clock::time_point now, Clock::duration latency) {
     if (!recording) return;
@@ -189,9 +224,42 @@ struct Stats {
   }
 };
 
+// The client side of --tls: one context for every connection.
+struct TlsClient {
+  explicit TlsClient(const Options& o) : context(ssl::context::tls_client), options(o) {
+    context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    SSL_CTX* native = context.native_handle();
+    // Full handshakes only: no client-side session cache to resume from, no ticket asked for
+    // (TLS 1.2; a TLS 1.3 server may still send tickets after the handshake, which are dropped).
+    SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(native, SSL_OP_NO_TICKET);
+    // 5,000 held connections: give OpenSSL's buffers back while a connection is idle.
+    SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+    if (o.caFile.empty()) {
+      context.set_verify_mode(ssl::verify_none);
+    } else {
+      context.load_verify_file(o.caFile);
+      context.set_verify_mode(ssl::verify_peer);
+    }
+  }
+  ssl::context context;
+  const Options& options;
+};
+
+template <class Ws>
+Ws makeStream(asio::io_context& io, TlsClient* tls) {
+  if constexpr (kIsTls<Ws>) {
+    return Ws(io, tls->context);
+  } else {
+    return Ws(io);
+  }
+}
+
+template <class Ws>
 void configureClient(Ws& ws, size_t messageSize) {
   ErrorCode ignored;  // a connection already reset fails its handshake instead
-  ws.next_layer().set_option(tcp::no_delay(true), ignored);
+  beast::get_lowest_layer(ws).set_option(tcp::no_delay(true), ignored);
   ws.set_option(websocket::permessage_deflate{});
   ws.auto_fragment(false);
   ws.read_message_max(256 * 1024 * 1024);
@@ -201,31 +269,64 @@ void configureClient(Ws& ws, size_t messageSize) {
   ws.binary(true);
 }
 
+// Connect, TLS handshake (--tls), WebSocket upgrade.
+template <class Ws>
+asio::awaitable<ErrorCode> connectAndUpgrade(Ws& ws, const tcp::endpoint& endpoint,
+                                             const Options& o, size_t messageSize, Stats& stats) {
+  auto [ec] = co_await beast::get_lowest_layer(ws).async_connect(endpoint, kAwait);
+  if (ec) co_return ec;
+  configureClient(ws, messageSize);
+  if constexpr (kIsTls<Ws>) {
+    auto& tls = ws.next_layer();
+    if (!o.serverName.empty()) {
+      SSL_set_tlsext_host_name(tls.native_handle(), o.serverName.c_str());
+      if (!o.caFile.empty()) tls.set_verify_callback(ssl::host_name_verification(o.serverName));
+    }
+    std::tie(ec) = co_await tls.async_handshake(ssl::stream_base::client, kAwait);
+    if (ec) co_return ec;
+    stats.recordTls(tls.native_handle());
+  }
+  const std::string host = o.host + ":" + std::to_string(o.port);
+  std::tie(ec) = co_await ws.async_handshake(host, o.path, kAwait);
+  co_return ec;
+}
+
+// Whether a close handshake completed: the peer's close frame arrived. Over TLS Beast then tears
+// the connection down with close_notify both ways and a TCP shutdown, and a proxy that has closed
+// its end already (without close_notify, or with a reset) fails that teardown with
+// stream_truncated, ENOTCONN, ECONNRESET or EPIPE: the WebSocket was closed properly all the
+// same, as a browser would see it.
+template <class Ws>
+bool closedCleanly(const Ws& ws, const ErrorCode& ec) {
+  if (!ec) return true;
+  return kIsTls<Ws> && ws.reason().code != websocket::close_code::none;
+}
+
 // One connection of the echo and rate modes. In echo mode it keeps `inflight` messages
 // outstanding; in rate mode a timer queues messages at their scheduled times. Echoes come back in
 // order, so the oldest send time matches each echo.
-class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
+template <class Ws>
+class EchoConnection : public std::enable_shared_from_this<EchoConnection<Ws>> {
  public:
   using OnOpen = std::function<void(bool)>;
   using OnDrained = std::function<void()>;
 
-  EchoConnection(asio::io_context& io, const Options& o, Stats& stats,
+  EchoConnection(asio::io_context& io, TlsClient* tls, const Options& o, Stats& stats,
                  const std::vector<uint8_t>& payload)
-      : ws_(io), timer_(io), options_(o), stats_(stats), payload_(payload) {}
+      : ws_(makeStream<Ws>(io, tls)), timer_(io), options_(o), stats_(stats), payload_(payload) {}
 
   void open(const tcp::endpoint& endpoint, OnOpen onOpen) {
     onOpen_ = std::move(onOpen);
     timer_.expires_after(seconds(options_.connectTimeout));
-    timer_.async_wait([weak = weak_from_this()](ErrorCode ec) {
+    timer_.async_wait([weak = this->weak_from_this()](ErrorCode ec) {
       if (auto self = weak.lock(); self && !ec) self->abort();
     });
-    ws_.next_layer().async_connect(endpoint, [self = shared_from_this()](ErrorCode ec) {
-      if (ec) return self->opened(ec);
-      configureClient(self->ws_, self->options_.size);
-      const std::string host = self->options_.host + ":" + std::to_string(self->options_.port);
-      self->ws_.async_handshake(host, self->options_.path,
-                                [self](ErrorCode hec) { self->opened(hec); });
-    });
+    asio::co_spawn(ws_.get_executor(),
+                   connectAndUpgrade(ws_, endpoint, options_, options_.size, stats_),
+                   [self = this->shared_from_this()](std::exception_ptr e, ErrorCode ec) {
+                     if (e && !ec) ec = asio::error::fault;
+                     self->opened(ec);
+                   });
   }
 
   void startTraffic(Clock::duration interval, Clock::duration phase) {
@@ -254,7 +355,7 @@ class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
     if (!open_ || closing_) return;
     closing_ = true;
     if (writing_) return;  // Beast allows no close while a write is outstanding; abort instead.
-    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](ErrorCode) {});
+    ws_.async_close(websocket::close_code::normal, [self = this->shared_from_this()](ErrorCode) {});
   }
 
   bool isOpen() const { return open_; }
@@ -262,7 +363,7 @@ class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
   void abort() {
     timer_.cancel();
     ErrorCode ignored;
-    ws_.next_layer().close(ignored);
+    beast::get_lowest_layer(ws_).close(ignored);
   }
 
  private:
@@ -277,7 +378,7 @@ class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
 
   void tick() {
     timer_.expires_at(next_);
-    timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
+    timer_.async_wait([self = this->shared_from_this()](ErrorCode ec) {
       if (ec || !self->sending_) return;
       // Queue every message that is due; if the client fell behind they go out back to back,
       // still timed from their scheduled moment.
@@ -303,22 +404,23 @@ class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
     }
     inflight_.push_back(sentAt);
     writing_ = true;
-    ws_.async_write(asio::buffer(payload_), [self = shared_from_this()](ErrorCode ec, size_t) {
-      self->writing_ = false;
-      if (ec) {
-        self->lost(ec);
-        return;
-      }
-      if (self->closing_) {
-        self->ws_.async_close(websocket::close_code::normal, [self](ErrorCode) {});
-        return;
-      }
-      self->writeNext();
-    });
+    ws_.async_write(asio::buffer(payload_),
+                    [self = this->shared_from_this()](ErrorCode ec, size_t) {
+                      self->writing_ = false;
+                      if (ec) {
+                        self->lost(ec);
+                        return;
+                      }
+                      if (self->closing_) {
+                        self->ws_.async_close(websocket::close_code::normal, [self](ErrorCode) {});
+                        return;
+                      }
+                      self->writeNext();
+                    });
   }
 
   void read() {
-    ws_.async_read(buffer_, [self = shared_from_this()](ErrorCode ec, size_t) {
+    ws_.async_read(buffer_, [self = this->shared_from_this()](ErrorCode ec, size_t) {
       if (ec) {
         if (!self->closing_) self->lost(ec);
         self->open_ = false;
@@ -380,10 +482,12 @@ class EchoConnection : public std::enable_shared_from_this<EchoConnection> {
 };
 
 // The measurement frame shared by the modes: warm-up, window, results.
+template <class Ws>
 class Runner {
  public:
   explicit Runner(const Options& o)
       : options_(o),
+        tls_(kIsTls<Ws> ? std::make_unique<TlsClient>(o) : nullptr),
         io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
         endpoint_(asio::ip::make_address(o.host), o.port),
         timer_(io_),
@@ -420,7 +524,7 @@ class Runner {
     payload_.assign(options_.size, 'x');
     armHardStop(options_.connectTimeout + options_.warmup + options_.duration + 10);
     for (int i = 0; i < options_.connections; ++i) {
-      auto c = std::make_shared<EchoConnection>(io_, options_, stats_, payload_);
+      auto c = std::make_shared<EchoConnection<Ws>>(io_, tls_.get(), options_, stats_, payload_);
       connections_.push_back(c);
       c->open(endpoint_, [this](bool ok) {
         opened_ += ok;
@@ -520,7 +624,6 @@ class Runner {
   }
 
   asio::awaitable<void> handshakeLoop(int index) {
-    const std::string host = options_.host + ":" + std::to_string(options_.port);
     // Paced: the loops take turns on one schedule of `handshakeRate` starts per second. A loop
     // that falls behind starts at once but never bunches up its missed starts.
     const auto interval = std::chrono::duration_cast<Clock::duration>(
@@ -539,19 +642,16 @@ class Runner {
         }
         due = std::max(due + interval, now);
       }
-      Ws ws(io_);
+      // A new stream, so a new SSL object each time, never offered a session: a full handshake.
+      auto ws = makeStream<Ws>(io_, tls_.get());
       asio::steady_timer guard(io_);
       guard.expires_after(seconds(options_.connectTimeout));
       guard.async_wait([&ws](ErrorCode ec) {
         ErrorCode ignored;
-        if (!ec) ws.next_layer().close(ignored);
+        if (!ec) beast::get_lowest_layer(ws).close(ignored);
       });
       const auto start = Clock::now();
-      auto [ec] = co_await ws.next_layer().async_connect(endpoint_, kAwait);
-      if (!ec) {
-        configureClient(ws, 0);
-        std::tie(ec) = co_await ws.async_handshake(host, options_.path, kAwait);
-      }
+      auto ec = co_await connectAndUpgrade(ws, endpoint_, options_, 0, stats_);
       if (ec) {
         if (stats_.recording) stats_.recordError(ec, true);
         // A refused or failing proxy must not turn this loop into a busy spin.
@@ -562,14 +662,16 @@ class Runner {
       const auto upgraded = Clock::now();
       if (options_.abruptClose) {
         // A masked close 1000 with no reason; the mask is zero, so the code is sent as is.
+        // Over TLS it goes out in a record, and the TCP connection closes with no close_notify.
         static constexpr uint8_t kClose[] = {0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8};
         size_t written = 0;
         std::tie(ec, written) =
             co_await asio::async_write(ws.next_layer(), asio::buffer(kClose), kAwait);
         ErrorCode ignored;
-        ws.next_layer().close(ignored);
+        beast::get_lowest_layer(ws).close(ignored);
       } else {
         std::tie(ec) = co_await ws.async_close(websocket::close_code::normal, kAwait);
+        if (closedCleanly(ws, ec)) ec = {};
       }
       guard.cancel();
       if (!stats_.recording) continue;
@@ -584,7 +686,7 @@ class Runner {
 
   // --- hold --------------------------------------------------------------------------------------
   struct Held {
-    explicit Held(asio::io_context& io) : ws(io) {}
+    Held(asio::io_context& io, TlsClient* tls) : ws(makeStream<Ws>(io, tls)) {}
     Ws ws;
     beast::flat_buffer buffer;
   };
@@ -599,20 +701,15 @@ class Runner {
   }
 
   asio::awaitable<void> holdLoop(int count) {
-    const std::string host = options_.host + ":" + std::to_string(options_.port);
     for (int i = 0; i < count && !stopping_; ++i) {
-      auto held = std::make_unique<Held>(io_);
+      auto held = std::make_unique<Held>(io_, tls_.get());
       asio::steady_timer guard(io_);
       guard.expires_after(seconds(options_.connectTimeout));
       guard.async_wait([ws = &held->ws](ErrorCode ec) {
         ErrorCode ignored;
-        if (!ec) ws->next_layer().close(ignored);
+        if (!ec) beast::get_lowest_layer(*ws).close(ignored);
       });
-      auto [ec] = co_await held->ws.next_layer().async_connect(endpoint_, kAwait);
-      if (!ec) {
-        configureClient(held->ws, 0);
-        std::tie(ec) = co_await held->ws.async_handshake(host, options_.path, kAwait);
-      }
+      auto ec = co_await connectAndUpgrade(held->ws, endpoint_, options_, 0, stats_);
       guard.cancel();
       if (ec) {
         stats_.recordError(ec, true);
@@ -642,7 +739,7 @@ class Runner {
     stopping_ = true;
     heldAtEnd_ = held_.size() - stats_.errors;
     ErrorCode ignored;
-    for (auto& h : held_) h->ws.next_layer().close(ignored);
+    for (auto& h : held_) beast::get_lowest_layer(h->ws).close(ignored);
     finish();
   }
 
@@ -705,10 +802,20 @@ class Runner {
                           {"seconds", window},
                           {"connect_failures", stats_.connectFailures},
                           {"errors", stats_.errors},
-                          {"timed_out", hardStopped_}};
+                          {"timed_out", hardStopped_},
+                          {"tls", o.tls}};
     if (!stats_.firstError.empty()) out["first_error"] = stats_.firstError;
     std::ostringstream human;
     human.precision(3);
+    if (o.tls) {
+      out["tls_verified"] = !o.caFile.empty();
+      if (!o.serverName.empty()) out["tls_server_name"] = o.serverName;
+      if (!stats_.tlsVersion.empty()) out["tls_version"] = stats_.tlsVersion;
+      if (!stats_.tlsCipher.empty()) out["tls_cipher"] = stats_.tlsCipher;
+      if (!stats_.tlsGroup.empty()) out["tls_group"] = stats_.tlsGroup;
+      out["tls_resumed"] = stats_.tlsResumed;
+      human << (stats_.tlsVersion.empty() ? "TLS" : stats_.tlsVersion) << " ";
+    }
     if (o.mode == "echo" || o.mode == "rate") {
       out["open"] = opened_;
       out["size"] = o.size;
@@ -768,16 +875,18 @@ class Runner {
             (cpuEnd_.segments - cpuStart_.segments) / static_cast<double>(units);
       }
     }
+    if (o.tls) human << ", " << stats_.tlsResumed << " resumed";
     human << ", " << stats_.connectFailures << " connect failures, " << stats_.errors << " errors"
           << (hardStopped_ ? " (TIMED OUT)" : "");
     std::cerr << human.str() << std::endl;
     std::cout << out.dump() << std::endl;
     const uint64_t done =
         o.mode == "hold" || o.mode == "handshakes" ? stats_.handshakes : stats_.messages;
-    return !hardStopped_ && done > 0 ? 0 : 1;
+    return !hardStopped_ && done > 0 && stats_.tlsResumed == 0 ? 0 : 1;
   }
 
   const Options& options_;
+  std::unique_ptr<TlsClient> tls_;
   asio::io_context io_;
   tcp::endpoint endpoint_;
   asio::steady_timer timer_;
@@ -786,7 +895,7 @@ class Runner {
   asio::signal_set signals_;
   Stats stats_;
   std::vector<uint8_t> payload_;
-  std::vector<std::shared_ptr<EchoConnection>> connections_;
+  std::vector<std::shared_ptr<EchoConnection<Ws>>> connections_;
   std::vector<std::unique_ptr<Held>> held_;
   int attempted_ = 0;
   int activeLoops_ = 0;
@@ -842,6 +951,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--watch-pid", o.watchPids, "proxy process(es) whose CPU time to sample");
   app.add_option("--backend-pid", o.backendPid, "backend process whose CPU time to sample");
+  app.add_flag("--tls", o.tls,
+               "wss: TLS to the target, every handshake a full one (no session cache, no "
+               "tickets, no resumption)");
+  app.add_option("--server-name", o.serverName, "--tls: SNI, and the name verified with --ca");
+  app.add_option("--ca", o.caFile,
+                 "--tls: verify the target's certificate against this PEM file (default: no "
+                 "verification)")
+      ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGPIPE, SIG_IGN);
   if (o.connections <= 0 || o.inflight <= 0 || o.rate <= 0 || o.concurrency <= 0 ||
@@ -849,5 +966,11 @@ int main(int argc, char** argv) {
     std::cerr << "wsgate-loadgen: counts, rate and duration must be positive\n";
     return 2;
   }
-  return wsgate::bench::Runner(o).run();
+  try {
+    if (o.tls) return wsgate::bench::Runner<wsgate::bench::TlsWs>(o).run();
+    return wsgate::bench::Runner<wsgate::bench::PlainWs>(o).run();
+  } catch (const std::exception& e) {  // a TLS context that cannot be set up (--ca)
+    std::cerr << "wsgate-loadgen: " << e.what() << "\n";
+    return 2;
+  }
 }

@@ -2,13 +2,17 @@
 sets targets on, and every failure. Each figure is the median over the rounds and the two mirrored
 windows of each round; each ratio is taken within a round, from the mean of each side's two
 windows (which cancels a steady drift of the machine), then the median and range of those are
-shown. Usage: report.py META_JSON RESULTS_JSONL."""
+shown. The wss scenarios (TLS at the proxy, full handshakes) get a table and targets of their own;
+a proxy with no wss figures shows "not measured". Usage: report.py META_JSON RESULTS_JSONL."""
 import json
 import statistics
 import sys
 
 PROXIES = ["wsgate", "nginx", "haproxy-http", "haproxy-tcp", "wsgate-twin"]
 SIZES = [("echo-64", "64 B"), ("echo-4k", "4 KiB"), ("echo-64k", "64 KiB")]
+WSS_SIZES = [("wss-echo-64", "64 B"), ("wss-echo-4k", "4 KiB")]
+WSS_SCENARIOS = [s for s, _ in WSS_SIZES] + ["wss-handshakes", "wss-idle"]
+WSS_RSS_AIM_KIB = 16
 
 meta = json.load(open(sys.argv[1]))
 rounds = {}  # (proxy, scenario) -> [record of each round]
@@ -17,6 +21,7 @@ for line in open(sys.argv[2]):
         r = json.loads(line)
         rounds.setdefault((r["proxy"], r["scenario"]), []).append(r)
 proxies = [p for p in PROXIES if any(k[0] == p for k in rounds)]
+wss_proxies = [p for p in PROXIES if any(k[0] == p and k[1] in WSS_SCENARIOS for k in rounds)]
 
 
 def value(proxy, scenario, key, round_index=None):
@@ -47,6 +52,9 @@ def num(v, digits=0):
     return "–" if v is None else f"{v:,.{digits}f}"
 
 
+NOT_MEASURED = "not measured"
+
+
 def ms(us):
     return "–" if us is None else f"{us / 1000:.2f}"
 
@@ -55,7 +63,8 @@ def flag(proxy, scenario):
     """A dagger on figures whose run had failures, so that no broken run reads as a result."""
     for r in rounds.get((proxy, scenario), []):
         res = r["result"]
-        if not r["ok"] or res.get("errors") or res.get("connect_failures") or res.get("failed"):
+        if (not r["ok"] or res.get("errors") or res.get("connect_failures") or res.get("failed")
+                or res.get("tls_resumed")):
             return " †"
     return " ‡" if stalled(proxy, scenario) else ""
 
@@ -99,6 +108,8 @@ quick_note = (" **Quick smoke run (BENCH_QUICK=1): figures are indicative only.*
               if meta.get("quick") else "")
 if meta.get("stopped"):
     quick_note += f" **Run {meta['stopped']}: what is missing was not measured.**"
+if meta.get("tls") and meta["tls"] != "on":
+    quick_note += f" wss scenarios {meta['tls']}."
 print(f"Run {meta['date']}, checkout {meta['commit']}, {meta.get('wsgate', 'wsgate ?')}: "
       f"{meta['cores']}-core shared machine, "
       f"loopback, one worker per proxy, {rounds_note}{meta['duration_s']} s per scenario"
@@ -160,7 +171,8 @@ sequential.append(rate and rate.replace("for comparison", "same offered load"))
 sequential += [ratio_line(*target, not judged_paired) for target in TARGETS[3:]]
 v = result("wsgate", "idle").get("rss_kib_per_conn")
 sequential.append(f"- RSS per idle connection, wsgate: {num(v, 2)} KiB (target ≤ 4 KiB)"
-                  f"{' ✓' if v is not None and v <= 4 else ' ✗'}")
+                  f"{' ✓' if v is not None and v <= 4 else ' ✗'}" if v is not None else
+                  f"- RSS per idle connection, wsgate: {NOT_MEASURED} (target ≤ 4 KiB)")
 block("Ratios from the table, wsgate / reference (lower is better for wsgate)"
       + (":" if not judged_paired else "; the CPU targets are judged on the paired runs below:"),
       [line for line in sequential if line])
@@ -185,10 +197,105 @@ for s, label in [(s, f"{size} message") for s, size in SIZES] + [("handshakes", 
 block("Noise floor: wsgate-twin / wsgate, the same binary twice (no difference but the "
       "machine's):", twin)
 
+# --- wss: TLS terminated at the proxy -------------------------------------------------------------
+# Each proxy's TLS instance: the same configuration plus a TLS listener, in a process of its own.
+WSS_TARGETS = [(s, f"wss {size} message", "haproxy-tcp", "≤ 1.00") for s, size in WSS_SIZES]
+WSS_TARGETS.append(("wss-handshakes", "full TLS handshake", "nginx", "≤ 1.00"))
+WSS_RSS_REFERENCE = "haproxy-tcp"
+
+
+def first_cell(v, digits, proxy, scenario):
+    """A figure, or "not measured" when the scenario has none for this proxy."""
+    return (NOT_MEASURED if v is None else num(v, digits)) + flag(proxy, scenario)
+
+
+if wss_proxies:
+    negotiated = {}
+    for (p, scenario), records in rounds.items():
+        if scenario in WSS_SCENARIOS or scenario.startswith("paired-wss-"):
+            for r in records:
+                res = r["result"]
+                if res.get("tls_version"):
+                    what = ", ".join(res[k] for k in ["tls_version", "tls_cipher", "tls_group"]
+                                     if res.get(k))
+                    negotiated.setdefault(what, set()).add(p)
+    resumed = sum(r["result"].get("tls_resumed") or 0 for (_, scenario), records in rounds.items()
+                  if scenario.startswith(("wss-", "paired-wss-")) for r in records)
+    verified = any(r["result"].get("tls_verified") for (_, scenario), records in rounds.items()
+                   if scenario.startswith(("wss-", "paired-wss-")) for r in records)
+    if len(negotiated) == 1:
+        how = f"negotiated {next(iter(negotiated))} with every proxy"
+    else:
+        how = "negotiated " + "; ".join(f"{what} ({', '.join(sorted(ps))})"
+                                        for what, ps in sorted(negotiated.items()))
+    print(f"wss: TLS terminated at each proxy (a second process of it: the same configuration "
+          f"plus a TLS listener), one ECDSA P-256 certificate for all, the same plain echo "
+          f"backend; {how or 'nothing negotiated'}; the certificate "
+          f"{'verified (chain and name) by' if verified else 'not verified by'} the load "
+          f"generator; every handshake a full one ({resumed} sessions resumed).")
+    print()
+    head = ["proxy (wss)"]
+    for _, label in WSS_SIZES:
+        head += [f"{label} msgs/s", "p99 ms", "CPU µs/msg"]
+    head += ["full handshakes/s", "CPU µs/handshake", "RSS KiB/idle TLS conn"]
+    print("| " + " | ".join(head) + " |")
+    print("|---" + "|--:" * (len(head) - 1) + "|")
+    for p in wss_proxies:
+        cells = [p]
+        for scenario, _ in WSS_SIZES:
+            r = result(p, scenario)
+            cells += [first_cell(r.get("msgs_per_s"), 0, p, scenario), ms(r.get("p99_us")),
+                      num(cpu_per_unit(p, scenario), 2)]
+        r = result(p, "wss-handshakes")
+        cells += [first_cell(r.get("handshakes_per_s"), 0, p, "wss-handshakes"),
+                  num(cpu_per_unit(p, "wss-handshakes"), 1)]
+        cells.append(first_cell(result(p, "wss-idle").get("rss_kib_per_conn"), 2, p, "wss-idle"))
+        print("| " + " | ".join(cells) + " |")
+    print()
+
+    if "wsgate" in wss_proxies:
+        judged_wss_paired = any(round_ratios(f"paired-{s}", "wsgate", ref)[0] is not None
+                                for s, _, ref, _ in WSS_TARGETS)
+        lines = []
+        for s, label, ref, target in WSS_TARGETS:
+            line = ratio_line(s, label, ref, target, not judged_wss_paired)
+            if line is None and ref in wss_proxies:
+                line = f"- CPU per {label}, wsgate / {ref}: {NOT_MEASURED} (target {target})"
+            lines.append(line)
+        v = value("wsgate", "wss-idle", "rss_kib_per_conn")
+        ref = value(WSS_RSS_REFERENCE, "wss-idle", "rss_kib_per_conn")
+        others = ", ".join(f"{p} {num(x, 2)} KiB" for p in wss_proxies if p != "wsgate"
+                           for x in [value(p, "wss-idle", "rss_kib_per_conn")] if x is not None)
+        others = f"; {others}" if others else ""
+        if v is None:
+            lines.append(f"- RSS per idle TLS connection, wsgate: {NOT_MEASURED}{others} (target "
+                         f"≤ {WSS_RSS_REFERENCE}'s, aim {WSS_RSS_AIM_KIB} KiB)")
+        else:
+            r = ratio(v, ref)
+            met = "" if r is None else (" ✓" if r <= 1 else " ✗")
+            aim = "✓" if v <= WSS_RSS_AIM_KIB else "not yet"
+            lines.append(f"- RSS per idle TLS connection, wsgate: {num(v, 2)} KiB{others}: "
+                         f"wsgate / {WSS_RSS_REFERENCE} {num(r, 2)} (target ≤ 1.00){met}; aim "
+                         f"{WSS_RSS_AIM_KIB} KiB: {aim}")
+        block("wss ratios from the table, wsgate / reference (lower is better for wsgate)"
+              + (":" if not judged_wss_paired else
+                 "; the CPU targets are judged on the paired runs below:"),
+              [line for line in lines if line])
+        paired_wss = []
+        for s, label, ref, target in WSS_TARGETS:
+            line = ratio_line(f"paired-{s}", label, ref, target, True, pairs=True)
+            if line is None and (("wsgate", f"paired-{s}") in rounds):
+                line = (f"- CPU per {label}, wsgate / {ref}: {NOT_MEASURED} (same load, same "
+                        f"time, target {target}){flag('wsgate', f'paired-{s}')}")
+            paired_wss.append(line)
+        block("The wss CPU targets, from the paired runs (as above: wsgate and the reference over "
+              "TLS, loaded at the same time):", [line for line in paired_wss if line])
+
 # Segments on the wire: what a relay cannot save by spending less CPU, but can by knowing where
 # the bytes of a connection begin and end.
 segments = []
-for scenario, label in [("handshakes", "handshake"), ("echo-64", "64 B echo")]:
+for scenario, label in [("handshakes", "handshake"), ("echo-64", "64 B echo"),
+                        ("wss-handshakes", "full TLS handshake"), ("wss-echo-64", "wss 64 B echo")]:
     cells = [f"{p} {num(value(p, scenario, 'tcp_segments_per_unit'), 2)}" for p in proxies
              if value(p, scenario, "tcp_segments_per_unit") is not None]
     if cells:
@@ -199,7 +306,7 @@ block("TCP segments sent on loopback per unit, by every process (load generator,
 # Whether the load side kept up: with one core for load generator and backend, the msgs/s of the
 # echo scenarios are bounded by that core long before a proxy saturates its own.
 busy = []
-for scenario, label in SIZES:
+for scenario, label in SIZES + [(s, f"wss {label}") for s, label in WSS_SIZES]:
     shares = []
     for p in proxies:
         r = result(p, scenario)
@@ -213,15 +320,21 @@ block("CPU busy during the echo windows, proxy / load generator + echo backend (
       "core):", busy)
 
 notes = []
-for p in PROXIES:
+statuses = {}  # instance -> why it did not run or stopped: said once, not again for every run
+for p in PROXIES + [f"{p}-tls" for p in PROXIES]:
     if meta.get(f"status_{p}"):
-        notes.append(f"- {p}: {meta[f'status_{p}']}")
+        statuses[p] = meta[f"status_{p}"]
+        notes.append(f"- {p}: {statuses[p]}")
 notes += [f"- {v}" for k, v in sorted(meta.items()) if k.startswith("backend_")]
+grouped = {}  # (proxy, what went wrong) -> where: a proxy down is one line, not one per run
 for (p, scenario), records in sorted(rounds.items()):
     for r in records:
         res, parts = r["result"], []
-        if "error" in res:
-            parts.append(res["error"])
+        if "error" in res and res["error"] not in statuses.values():
+            error = res["error"]
+            for instance, why in statuses.items():
+                error = error.replace(f" ({why})", f" (see {instance} above)")
+            parts.append(error)
         for key in ["connect_failures", "errors", "failed"]:
             if res.get(key):
                 parts.append(f"{key.replace('_', ' ')}: {res[key]}")
@@ -229,6 +342,8 @@ for (p, scenario), records in sorted(rounds.items()):
             parts.append(f"first error: {res['first_error']}")
         if res.get("timed_out"):
             parts.append("timed out")
+        if res.get("tls_resumed"):
+            parts.append(f"{res['tls_resumed']} TLS sessions resumed (full handshakes only)")
         if res.get("longest_gap_us", 0) >= STALL_US:
             parts.append(f"no echo at all for {res['longest_gap_us'] / 1e6:.2f} s (a stall of "
                          "the machine or a TCP retransmission timeout)")
@@ -236,5 +351,6 @@ for (p, scenario), records in sorted(rounds.items()):
             several = meta.get("rounds", 1) > 1 and scenario != "idle"
             where = f" round {r['round']}" if several else ""
             where += f" window {r['window']}" if r.get("window", 1) > 1 else ""
-            notes.append(f"- {p} {scenario}{where}: " + "; ".join(parts))
+            grouped.setdefault((p, "; ".join(parts)), []).append(f"{scenario}{where}")
+notes += [f"- {p} {', '.join(wheres)}: {what}" for (p, what), wheres in grouped.items()]
 block("† Failures, ‡ stalls in this run:", notes)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of wsgate, nginx, HAProxy mode http and HAProxy mode tcp (the raw relay
 # reference): each with one worker, each on its own loopback port, all in front of the same echo
-# backend, the same scenarios against each in one run. See docs/benchmarks.md.
+# backend, the same scenarios against each in one run; and the wss scenarios, each proxy
+# terminating TLS (a second instance of it with a TLS listener added). See docs/benchmarks.md.
 #
 # Usage (from the repository root): make bench, or BUILD_DIR=build bench/run.sh
 #   BENCH_QUICK=1              ~1 s per scenario and 1,000 idle connections: a smoke run
@@ -16,7 +17,13 @@
 #   BENCH_PIN=0                do not pin the proxies to CPU 0 and the load to CPU 1
 #   BENCH_ROUNDS=N             repeat the load scenarios N times, report medians (default 1)
 #   BENCH_PAIRED=0             skip the paired runs (wsgate and its reference loaded at once)
-#   BENCH_TIMEOUT=S            wall-clock bound of the whole run (default 600 + 300 per round)
+#   BENCH_TLS=auto|1|0         the wss scenarios: each proxy also runs as a second instance with a
+#                              TLS listener added (ECDSA P-256 certificate made for the run),
+#                              measured with full TLS handshakes. auto (default): on, unless
+#                              wsgate is benchmarked and its --check rejects the TLS listener;
+#                              1: on (a wsgate that cannot serve TLS is "not measured"); 0: off
+#   BENCH_TIMEOUT=S            wall-clock bound of the whole run (default 600 + 300 per round,
+#                              and 200 + 150 per round more with the wss scenarios)
 #   WSGATE_BIN=PATH            the wsgate binary (default $BUILD_DIR/wsgate)
 #
 # Loopback only. Every load run is bounded in count and time, every wait has a deadline, and
@@ -37,7 +44,15 @@ half=$(awk -v d="$duration" 'BEGIN {print d / 2}')  # each of a scenario's two w
 read -r -a proxies <<<"${BENCH_PROXIES:-wsgate nginx haproxy-http haproxy-tcp}"
 rounds=${BENCH_ROUNDS:-1}
 paired=${BENCH_PAIRED:-1}
-run_limit=${BENCH_TIMEOUT:-$((600 + 300 * rounds))}
+tls_mode=${BENCH_TLS:-auto}
+tls_instances=() tls_note=off  # the TLS instances that run; the wss scenarios' state, for the report
+case $tls_mode in
+  0 | 1 | auto) ;;
+  *) echo "bench: BENCH_TLS must be auto, 1 or 0 (not '$tls_mode')" >&2; exit 2 ;;
+esac
+tls_time=0
+[[ $tls_mode != 0 ]] && tls_time=$((200 + 150 * rounds))
+run_limit=${BENCH_TIMEOUT:-$((600 + 300 * rounds + tls_time))}
 results_dir="$root/bench/results"
 
 log() { echo "bench: $*" >&2; }
@@ -55,7 +70,9 @@ wsgate_bin=${WSGATE_BIN:-$build/wsgate}
 echo_bin="$build/bench/wsgate-bench-echo"
 
 missing=()
-for tool in nginx haproxy python3; do
+tools=(nginx haproxy python3)
+[[ $tls_mode != 0 ]] && tools+=(openssl)  # the wss scenarios' certificate
+for tool in "${tools[@]}"; do
   [[ -x /usr/sbin/$tool || -x /usr/bin/$tool ]] || missing+=("$tool")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
@@ -78,6 +95,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   [[ $rc -eq 0 ]] || die "apt-get install ${missing[*]} failed"
 fi
 nginx_bin=$(PATH=/usr/sbin:/usr/bin:$PATH command -v nginx)
+openssl_bin=$(PATH=/usr/sbin:/usr/bin:$PATH command -v openssl)
 haproxy_bin=$(PATH=/usr/sbin:/usr/bin:$PATH command -v haproxy)
 python=$(PATH=/usr/bin:$PATH command -v python3)
 
@@ -131,9 +149,10 @@ write_report() {
       '+%Y-%m-%d %H:%M UTC' 2>/dev/null)"
     nginx="$("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///')"
     haproxy="$("$haproxy_bin" -v 2>&1 | head -n 1 | awk '{print $3}')" kernel="$(uname -r)")
-  for p in "${proxies[@]}"; do
+  for p in "${proxies[@]}" "${tls_instances[@]}"; do
     [[ -n ${status[$p]:-} ]] && meta_args+=("status_$p=${status[$p]}")
   done
+  meta_args+=(tls="$tls_note")
   [[ -n $stopped ]] && meta_args+=("stopped=$stopped")
   for i in "${!backend_notes[@]}"; do meta_args+=("backend_$i=${backend_notes[$i]}"); done
   json_obj "${meta_args[@]}" >"$tmp/meta.json"
@@ -227,56 +246,111 @@ backend_alive() {  # after a scenario: restarts a dead backend, returns 1 if it 
 start_backend || die "echo backend did not start: $(cat "$tmp/echo.log")"
 
 # --- the proxies --------------------------------------------------------------------------------
-declare -A port pid watch status
-# status[p]: empty while the proxy runs, else why it does not.
+# An instance is one proxy process: the proxy's name (wsgate, nginx, haproxy-http, haproxy-tcp,
+# wsgate-twin) for the plain scenarios, and NAME-tls for the wss ones: a second process of the
+# same proxy, with the same configuration plus a TLS listener. Separate processes, so that the
+# plain figures are those of a proxy with no TLS in it, each idle measurement starts on a fresh
+# process, and a TLS listener that fails takes nothing else down. Results carry the proxy's name.
+declare -A port plain_port pid watch status rss_of
+# port[i]: the port the load goes to (NAME-tls: the TLS listener; plain_port: its plain one).
+# status[i]: empty while the instance runs, else why it does not.
 
-start_wsgate() {  # name: wsgate, or wsgate-twin for a second instance (BENCH_TWIN_BIN: another)
+# --- wss: certificate and which instances run ---
+tls_args=()
+if [[ $tls_mode != 0 ]]; then
+  # One ECDSA P-256 self-signed certificate for every proxy, made for this run: bench.test as
+  # subject and subjectAltName. HAProxy takes the certificate and key in one file.
+  if "$openssl_bin" req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench.test -addext subjectAltName=DNS:bench.test -keyout "$tmp/key.pem" \
+    -out "$tmp/cert.pem" >"$tmp/openssl.log" 2>&1; then
+    cat "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/cert-key.pem"
+    # Verified (chain and name), so every proxy proves it serves this certificate for bench.test;
+    # the verification costs the load side, alike for every proxy.
+    tls_args=(--tls --server-name bench.test --ca "$tmp/cert.pem")
+    tls_note=on
+    for p in "${proxies[@]}"; do
+      case $p in wsgate | nginx | haproxy-http | haproxy-tcp) tls_instances+=("$p-tls") ;; esac
+    done
+  else
+    tls_note="off: openssl could not make the certificate: $(tail -n 1 "$tmp/openssl.log")"
+  fi
+else
+  tls_note="off (BENCH_TLS=0)"
+fi
+
+wsgate_yaml() {  # instance: its configuration; NAME-tls adds the TLS listener
+  local name=$1
+  cat <<YAML
+workers: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: bench
+    address: 127.0.0.1:${plain_port[$name]}
+    routes:
+      - name: echo
+        match: { path_prefix: / }
+        cluster: backend
+YAML
+  [[ $name = *-tls ]] && cat <<YAML
+  - name: bench-tls
+    address: 127.0.0.1:${port[$name]}
+    tls:
+      certificates:
+        - { cert: $tmp/cert.pem, key: $tmp/key.pem, server_names: ["bench.test"] }
+    routes:
+      - name: echo
+        match: { path_prefix: / }
+        cluster: backend
+YAML
+  cat <<YAML
+clusters:
+  - name: backend
+    endpoints: ["127.0.0.1:$backend_port"]
+YAML
+}
+
+start_wsgate() {  # instance: wsgate, wsgate-twin (BENCH_TWIN_BIN: another build) or wsgate-tls
   local name=$1 bin=$wsgate_bin
   [[ $name = wsgate-twin && -n ${BENCH_TWIN_BIN:-} ]] && bin=$BENCH_TWIN_BIN
   if [[ ! -x $bin ]]; then
     status[$name]="not built ($bin missing)"
     return
   fi
-  cat >"$tmp/$name.yaml" <<YAML
-workers: 1
-admin: { address: 127.0.0.1:0 }
-listeners:
-  - name: bench
-    address: 127.0.0.1:${port[$name]}
-    routes:
-      - name: echo
-        match: { path_prefix: / }
-        cluster: backend
-clusters:
-  - name: backend
-    endpoints: ["127.0.0.1:$backend_port"]
-YAML
+  wsgate_yaml "$name" >"$tmp/$name.yaml"
   "${pin_proxy[@]}" "$bin" --config "$tmp/$name.yaml" --log-level warn \
     >"$tmp/$name.log" 2>&1 &
   pid[$name]=$!
   watch[$name]=$!
 }
 
-start_nginx() {
-  mkdir -p "$tmp/nginx"
-  cat >"$tmp/nginx.conf" <<CONF
+start_nginx() {  # instance: nginx or nginx-tls
+  local name=$1 tls_conf=
+  # As an operator would write it: TLS 1.2 and 1.3, nginx's defaults otherwise (session tickets
+  # on, no shared session cache). The load generator never resumes a session.
+  [[ $name = *-tls ]] && tls_conf="
+    listen 127.0.0.1:${port[$name]} ssl backlog=4096;
+    ssl_certificate $tmp/cert.pem;
+    ssl_certificate_key $tmp/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;"
+  mkdir -p "$tmp/$name"
+  cat >"$tmp/$name.conf" <<CONF
 # One worker proxying WebSocket upgrades; everything it writes stays in $tmp.
 daemon off;
 master_process on;
 worker_processes 1;
 worker_rlimit_nofile 65536;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx.log warn;
+pid $tmp/$name.pid;
+error_log $tmp/$name.log warn;
 events { worker_connections $((2 * idle_conns + 1000)); }
 http {
   access_log off;
-  client_body_temp_path $tmp/nginx/body;
-  proxy_temp_path $tmp/nginx/proxy;
-  fastcgi_temp_path $tmp/nginx/fastcgi;
-  uwsgi_temp_path $tmp/nginx/uwsgi;
-  scgi_temp_path $tmp/nginx/scgi;
+  client_body_temp_path $tmp/$name/body;
+  proxy_temp_path $tmp/$name/proxy;
+  fastcgi_temp_path $tmp/$name/fastcgi;
+  uwsgi_temp_path $tmp/$name/uwsgi;
+  scgi_temp_path $tmp/$name/scgi;
   server {
-    listen 127.0.0.1:${port[nginx]} backlog=4096;
+    listen 127.0.0.1:${plain_port[$name]} backlog=4096;$tls_conf
     location / {
       proxy_pass http://127.0.0.1:$backend_port;
       proxy_http_version 1.1;
@@ -290,26 +364,29 @@ http {
   }
 }
 CONF
-  "${pin_proxy[@]}" "$nginx_bin" -e "$tmp/nginx.log" -p "$tmp/nginx/" -c "$tmp/nginx.conf" \
-    >>"$tmp/nginx.log" 2>&1 &
-  pid[nginx]=$!
+  "${pin_proxy[@]}" "$nginx_bin" -e "$tmp/$name.log" -p "$tmp/$name/" -c "$tmp/$name.conf" \
+    >>"$tmp/$name.log" 2>&1 &
+  pid[$name]=$!
 }
 
-start_haproxy() {  # mode
-  local name=haproxy-$1
+start_haproxy() {  # mode instance: haproxy-MODE or haproxy-MODE-tls
+  local mode=$1 name=$2 tls_bind=
+  # TLS 1.2 and 1.3, HAProxy's defaults otherwise (tickets on, its session cache on).
+  [[ $name = *-tls ]] && tls_bind="
+  bind 127.0.0.1:${port[$name]} ssl crt $tmp/cert-key.pem ssl-min-ver TLSv1.2"
   cat >"$tmp/$name.cfg" <<CONF
 global
   nbthread 1
   maxconn $((idle_conns + 1000))
 defaults
-  mode $1
+  mode $mode
   maxconn $((idle_conns + 1000))
   timeout connect 5s
   timeout client 1h
   timeout server 1h
   timeout tunnel 1h
 frontend in
-  bind 127.0.0.1:${port[$name]}
+  bind 127.0.0.1:${plain_port[$name]}$tls_bind
   default_backend out
 backend out
   server echo 127.0.0.1:$backend_port
@@ -320,47 +397,75 @@ CONF
   watch[$name]=$!
 }
 
-for p in "${proxies[@]}"; do
-  port[$p]=$(free_port)
-  case $p in
+instances=("${proxies[@]}" "${tls_instances[@]}")
+for p in "${instances[@]}"; do
+  plain_port[$p]=$(free_port)
+  port[$p]=${plain_port[$p]}
+  [[ $p = *-tls ]] && port[$p]=$(free_port)
+done
+
+# wsgate's TLS listener: does this wsgate accept it? auto: if not, no wss scenarios at all (the
+# run is the plain one); 1: wsgate's wss figures are "not measured", the others' are measured.
+if [[ " ${tls_instances[*]} " = *" wsgate-tls "* && -x $wsgate_bin ]]; then
+  wsgate_yaml wsgate-tls >"$tmp/wsgate-tls.yaml"
+  if ! "$wsgate_bin" --config "$tmp/wsgate-tls.yaml" --check >"$tmp/wsgate-tls-check.log" 2>&1
+  then
+    why="wsgate --check rejects the TLS listener: $(grep -m 1 -i 'error\|unknown' \
+      "$tmp/wsgate-tls-check.log" || head -n 1 "$tmp/wsgate-tls-check.log")"
+    if [[ $tls_mode = auto ]]; then
+      tls_note="off (BENCH_TLS=auto): $why; BENCH_TLS=1 measures the other proxies over TLS"
+      tls_instances=() tls_args=()
+      instances=("${proxies[@]}")
+    else
+      status[wsgate-tls]="not measured: $why"
+    fi
+  fi
+fi
+log "wss scenarios: $tls_note"
+
+for p in "${instances[@]}"; do
+  [[ -n ${status[$p]:-} ]] && continue
+  case ${p%-tls} in
     wsgate | wsgate-twin) start_wsgate "$p" ;;
-    nginx) start_nginx ;;
-    haproxy-http) start_haproxy http ;;
-    haproxy-tcp) start_haproxy tcp ;;
+    nginx) start_nginx "$p" ;;
+    haproxy-http) start_haproxy http "$p" ;;
+    haproxy-tcp) start_haproxy tcp "$p" ;;
     *) die "unknown proxy '$p' (wsgate, nginx, haproxy-http, haproxy-tcp, wsgate-twin)" ;;
   esac
   [[ -n ${pid[$p]:-} ]] && started+=("${pid[$p]}")
 done
-for p in "${proxies[@]}"; do
+for p in "${instances[@]}"; do
   [[ -n ${status[$p]:-} ]] && { log "$p: ${status[$p]}"; continue; }
-  if ! wait_port "${port[$p]}" "${pid[$p]}"; then
+  # NAME-tls: its TLS listener is the one that counts, and it opens last.
+  if ! wait_port "${plain_port[$p]}" "${pid[$p]}" || ! wait_port "${port[$p]}" "${pid[$p]}"; then
     status[$p]="did not start: $(tail -n 2 "$tmp/$p.log" 2>/dev/null | tr '\n' ' ')"
     log "$p: ${status[$p]}"
     continue
   fi
-  if [[ $p = nginx ]]; then
+  rss_of[$p]=${pid[$p]}
+  if [[ $p = nginx || $p = nginx-tls ]]; then
     # The worker relays; the master only supervises. Watch both, sample the worker's RSS.
-    if ! worker=$(first_child "${pid[nginx]}"); then
-      status[nginx]="no worker process: $(tail -n 2 "$tmp/nginx.log" | tr '\n' ' ')"
-      log "nginx: ${status[nginx]}"
+    if ! worker=$(first_child "${pid[$p]}"); then
+      status[$p]="no worker process: $(tail -n 2 "$tmp/$p.log" | tr '\n' ' ')"
+      log "$p: ${status[$p]}"
       continue
     fi
-    watch[nginx]="${pid[nginx]} $worker"
+    watch[$p]="${pid[$p]} $worker"
     started+=("$worker")
-    rss_pid_nginx=$worker
+    rss_of[$p]=$worker
   fi
   log "$p: pid ${pid[$p]}, port ${port[$p]}"
 done
-rss_pid() { [[ $1 = nginx ]] && echo "$rss_pid_nginx" || echo "${pid[$1]}"; }
+rss_pid() { echo "${rss_of[$1]}"; }
 
 # --- scenarios ----------------------------------------------------------------------------------
 results="$tmp/results.jsonl"
 : >"$results"
-record() {  # proxy scenario ok json
-  printf '{"proxy":"%s","scenario":"%s","round":%d,"window":%d,"ok":%s,"result":%s}\n' "$1" "$2" \
-    "$round" "$window" "$3" "$4" >>"$results"
+record() {  # instance scenario ok json: recorded under the proxy's name (NAME-tls: NAME)
+  printf '{"proxy":"%s","scenario":"%s","round":%d,"window":%d,"ok":%s,"result":%s}\n' "${1%-tls}" \
+    "$2" "$round" "$window" "$3" "$4" >>"$results"
 }
-alive() {  # proxy: still serving? Marks it down otherwise.
+alive() {  # instance: still serving? Marks it down otherwise.
   local p=$1
   [[ -n ${status[$p]:-} ]] && return 1
   local rc
@@ -394,7 +499,7 @@ record_load() {  # proxy scenario loadgen-exit-status backend-ok: records what l
   alive "$p" || out="{\"error\":$(json_str "${status[$p]}")}"
   $4 || { out="{\"error\":$(json_str "${backend_notes[-1]}")}"; rc=1; }
   record "$p" "$scenario" "$([[ $rc -eq 0 ]] && echo true || echo false)" "$out"
-  printf '  %-13s %-18s %s\n' "$p" "$scenario" "$(tail -n 1 "$tmp/human-$p")" >&2
+  printf '  %-16s %-18s %s\n' "$p" "$scenario" "$(tail -n 1 "$tmp/human-$p")" >&2
 }
 
 measure() {  # proxy scenario loadgen-args...
@@ -411,11 +516,11 @@ measure() {  # proxy scenario loadgen-args...
 # wsgate and a reference under the same load at the same time, one load generator each, so that
 # the machine's drift between windows (tens of percent here) falls on both alike. Recorded as
 # scenario "paired-NAME" for both; the report takes the ratio within each pair.
-measure_pair() {  # scenario reference loadgen-args...
-  local scenario=$1 ref=$2 p q i
-  shift 2
-  local pair=(wsgate "$ref") lgs=() rcs=()
-  ((round % 2 == 0)) && pair=("$ref" wsgate)  # neither side always starts first
+measure_pair() {  # scenario subject reference loadgen-args...: subject wsgate or wsgate-tls
+  local scenario=$1 subject=$2 ref=$3 p q i
+  shift 3
+  local pair=("$subject" "$ref") lgs=() rcs=()
+  ((round % 2 == 0)) && pair=("$ref" "$subject")  # neither side always starts first
   for p in "${pair[@]}"; do
     alive "$p" && continue
     for q in "${pair[@]}"; do
@@ -442,15 +547,16 @@ echo_scenario() {  # size in bytes: the scenario's name
   case $1 in 4096) echo echo-4k ;; 65536) echo echo-64k ;; *) echo "echo-$1" ;; esac
 }
 
-hold() {  # proxy: RSS per idle connection
-  local p=$1 scenario=idle
+hold() {  # instance scenario [loadgen-args...]: RSS per idle connection
+  local p=$1 scenario=$2
+  shift 2
   alive "$p" || { skip "$p" "$scenario"; return; }
   local rp rss_before rss_held rss_after fds_before fds_held fds_after lg held failed
   rp=$(rss_pid "$p")
   rss_before=$(rss_kib "$rp")
   fds_before=$(fd_count "$rp")
   timeout -k 2 180 "${pin_load[@]}" "$loadgen" hold --port "${port[$p]}" -c "$idle_conns" \
-    --concurrency 100 --hold 120 >"$tmp/hold.out" 2>"$tmp/human" &
+    --concurrency 100 --hold 120 "$@" >"$tmp/hold.out" 2>"$tmp/human" &
   lg=$!
   started+=("$lg")
   for _ in $(seq 1200); do  # 120 s at most to open them all
@@ -484,7 +590,7 @@ hold() {  # proxy: RSS per idle connection
     rss_before_kib:="$rss_before" rss_held_kib:="$rss_held" rss_after_close_kib:="$rss_after" \
     rss_kib_per_conn:="$per" fds_before:="$fds_before" fds_held:="$fds_held" \
     fds_after_close:="$fds_after")"
-  printf '  %-13s %-11s held %d (failed %d): RSS %d -> %d KiB (%s KiB/conn), ' \
+  printf '  %-16s %-11s held %d (failed %d): RSS %d -> %d KiB (%s KiB/conn), ' \
     "$p" "$scenario" "$held" "$failed" "$rss_before" "$rss_held" "$per" >&2
   printf 'after close %d KiB; fds %d -> %d -> %d\n' "$rss_after" "$fds_before" "$fds_held" \
     "$fds_after" >&2
@@ -517,10 +623,17 @@ log "$duration s per proxy and scenario (two mirrored windows of $half s) after 
   "warm-up each, $idle_conns idle connections, $rounds round(s), pinned: ${pin_proxy[*]:-no}"
 round=1 window=1 seconds=$duration
 log "idle: RSS per idle connection, $idle_conns held"
-for p in "${proxies[@]}"; do hold "$p"; done
+for p in "${proxies[@]}"; do hold "$p" idle; done
+if ((${#tls_instances[@]} > 0)); then
+  log "wss-idle: RSS per idle TLS connection, $idle_conns held (each a fresh process)"
+  for p in "${tls_instances[@]}"; do hold "$p" wss-idle "${tls_args[@]}"; done
+fi
+has() { [[ " ${instances[*]} " = *" $1 "* ]]; }  # instance: part of this run?
 for ((round = 1; round <= rounds; round++)); do
   shift_by=$(((round - 1) % ${#proxies[@]}))
   order=("${proxies[@]:shift_by}" "${proxies[@]:0:shift_by}")
+  tls_order=()  # the same rotation
+  for p in "${order[@]}"; do has "$p-tls" && tls_order+=("$p-tls"); done
   for size in 64 4096 65536; do
     log "round $round, $(echo_scenario "$size"): 50 connections x 8 messages in flight of $size B"
     mirrored "$(echo_scenario "$size")" echo -c 50 -k 8 -s "$size"
@@ -531,24 +644,48 @@ for ((round = 1; round <= rounds; round++)); do
   mirrored handshakes handshakes --concurrency 16
   log "round $round, handshakes-abrupt: the same loops, clients closing without awaiting the reply"
   mirrored handshakes-abrupt handshakes --concurrency 16 --abrupt-close
-  [[ $paired = 1 ]] || continue
-  if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" haproxy-tcp "* ]]; then
+  if [[ $paired = 1 ]] && has wsgate && has haproxy-tcp; then
     for size in 64 4096 65536; do
       name=paired-$(echo_scenario "$size")
       log "round $round, $name: wsgate and haproxy-tcp at the same time, 50 x 8 of $size B each"
-      measure_pair "$name" haproxy-tcp echo -c 50 -k 8 -s "$size"
+      measure_pair "$name" wsgate haproxy-tcp echo -c 50 -k 8 -s "$size"
     done
   fi
-  if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" nginx "* ]]; then
+  if [[ $paired = 1 ]] && has wsgate && has nginx; then
     log "round $round, paired-handshakes: wsgate and nginx at the same time, 16 loops each"
-    measure_pair paired-handshakes nginx handshakes --concurrency 16
+    measure_pair paired-handshakes wsgate nginx handshakes --concurrency 16
     log "round $round, paired-handshakes-abrupt: the same, clients closing at once"
-    measure_pair paired-handshakes-abrupt nginx handshakes --concurrency 16 --abrupt-close
+    measure_pair paired-handshakes-abrupt wsgate nginx handshakes --concurrency 16 --abrupt-close
   fi
-  if [[ " ${proxies[*]} " = *" wsgate "* && " ${proxies[*]} " = *" wsgate-twin "* ]]; then
+  if [[ $paired = 1 ]] && has wsgate && has wsgate-twin; then
     log "round $round, twin-paired-echo-64 and twin-paired-handshakes: wsgate and its twin"
-    measure_pair twin-paired-echo-64 wsgate-twin echo -c 50 -k 8 -s 64
-    measure_pair twin-paired-handshakes wsgate-twin handshakes --concurrency 16
+    measure_pair twin-paired-echo-64 wsgate wsgate-twin echo -c 50 -k 8 -s 64
+    measure_pair twin-paired-handshakes wsgate wsgate-twin handshakes --concurrency 16
+  fi
+  # wss: the TLS instances, after every plain scenario of the round.
+  ((${#tls_order[@]} > 0)) || continue
+  order=("${tls_order[@]}")
+  for size in 64 4096; do
+    name=wss-$(echo_scenario "$size")
+    log "round $round, $name: 50 TLS connections x 8 messages in flight of $size B"
+    mirrored "$name" echo -c 50 -k 8 -s "$size" "${tls_args[@]}"
+  done
+  log "round $round, wss-handshakes: 16 concurrent loops of connect + full TLS handshake +" \
+    "upgrade + close"
+  mirrored wss-handshakes handshakes --concurrency 16 "${tls_args[@]}"
+  if [[ $paired = 1 ]] && has wsgate-tls && has haproxy-tcp-tls; then
+    for size in 64 4096; do
+      name=paired-wss-$(echo_scenario "$size")
+      log "round $round, $name: wsgate and haproxy-tcp over TLS at the same time, 50 x 8 of" \
+        "$size B each"
+      measure_pair "$name" wsgate-tls haproxy-tcp-tls echo -c 50 -k 8 -s "$size" "${tls_args[@]}"
+    done
+  fi
+  if [[ $paired = 1 ]] && has wsgate-tls && has nginx-tls; then
+    log "round $round, paired-wss-handshakes: wsgate and nginx over TLS at the same time, 16" \
+      "loops each"
+    measure_pair paired-wss-handshakes wsgate-tls nginx-tls handshakes --concurrency 16 \
+      "${tls_args[@]}"
   fi
 done
 

@@ -35,7 +35,7 @@ test_pkgs=(
   procps iproute2                             # ps; ip: a test in a network namespace of its own
   openssl                                     # the CLI: test certificates, s_client
 )
-bench_pkgs=(nginx haproxy nlohmann-json3-dev)
+bench_pkgs=(nginx haproxy nlohmann-json3-dev openssl)  # openssl: the wss scenarios' certificate
 fuzz_pkgs=(clang "$clang_rt")  # libFuzzer (`make fuzz`)
 
 groups=("$@")
