@@ -53,6 +53,7 @@ bench: deps
 	BUILD_DIR=$(BUILD_DIR) bench/run.sh
 
 check-config: build
+	@scripts/quickstart-cert.sh >/dev/null
 	@for f in config/examples/*.yaml; do $(BUILD_DIR)/wsgate --config $$f --check || exit 1; done
 
 clean:

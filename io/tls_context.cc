@@ -128,7 +128,8 @@ std::string lower(std::string_view text) {
 
 }  // namespace
 
-ServerTlsContext::ServerTlsContext(const config::ListenerTls& settings) {
+ServerTlsContext::ServerTlsContext(const config::ListenerTls& settings)
+    : tickets_(std::make_unique<TicketKeys>()) {
   const int min_version = settings.min_version == config::ListenerTls::Version::kTls13
                               ? TLS1_3_VERSION
                               : TLS1_2_VERSION;
@@ -140,10 +141,11 @@ ServerTlsContext::ServerTlsContext(const config::ListenerTls& settings) {
     commonSettings(ctx.get(), min_version);
     useCertificate(ctx.get(), cert.chain_pem, cert.key_pem, cert.cert_file, cert.key_file);
     SSL_CTX_set_alpn_select_cb(ctx.get(), selectAlpn, nullptr);
-    // Stateless resumption only: tickets, sealed with keys OpenSSL draws at random for this
-    // context and keeps in memory (a reload draws new ones). No server-side session cache.
+    // Stateless resumption only: tickets, sealed with keys drawn in memory and rotated
+    // (tls_ticket_keys.h). No server-side session cache.
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx.get(), 1);
+    tickets_->attach(ctx.get());
     if (ask_client_cert_) {
       trust(ctx.get(), settings.client_ca_pem, settings.client_ca_file, true);
       if (settings.require_client_cert) {

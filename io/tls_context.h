@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "io/tls_ticket_keys.h"
 #include "io/tls_transport.h"
 
 namespace wsgate::gateway {
@@ -42,6 +43,7 @@ class ServerTlsContext {
  private:
   static int onServerName(SSL* ssl, int* alert, void* arg);
 
+  std::unique_ptr<TicketKeys> tickets_;  // declared first: outlives the contexts
   std::vector<SslCtxPtr> contexts_;
   std::vector<std::pair<std::string, size_t>> exact_;     // name → context
   std::vector<std::pair<std::string, size_t>> wildcard_;  // suffix without "*" → context

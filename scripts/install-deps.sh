@@ -19,7 +19,8 @@ esac
 build_pkgs=(
   build-essential cmake ninja-build   # compiler and build
   "$boost"                            # Asio (I/O) and Beast (HTTP, WebSocket for the echo upstream)
-  libssl-dev                          # OpenSSL 3: SHA-1 for Sec-WebSocket-Accept (TLS later)
+  libssl-dev                          # OpenSSL 3: TLS, SHA-1 for Sec-WebSocket-Accept
+  openssl                             # the CLI: make run's self-signed quick-start certificate
   libyaml-cpp-dev                     # configuration files
   prometheus-cpp-dev                  # /metrics text format
   libspdlog-dev libfmt-dev            # logging

@@ -303,9 +303,17 @@ def test_version_and_help():
         assert option in text
 
 
+def quickstart_certificate():
+    """The quick start's self-signed certificate, made as `make run` makes it (run/tls/)."""
+    out = subprocess.run([os.path.join(ROOT, "scripts", "quickstart-cert.sh")],
+                         capture_output=True, text=True, timeout=60, check=True)
+    return out.stdout.strip()
+
+
 def test_check_accepts_every_example_config():
     examples = sorted(glob.glob(os.path.join(ROOT, "config", "examples", "*.yaml")))
     assert examples
+    quickstart_certificate()  # the quick start's TLS listener reads it
     for path in examples:
         result = run_cli("--config", path, "--check")
         assert result.returncode == 0, f"{path}: {result.stderr}"
@@ -397,3 +405,25 @@ def test_backend_that_stops_reading_keeps_gateway_memory_bounded(start_gateway, 
     assert gw.metric("wsgate_backpressure_pauses_total", route="app",
                      direction="client_to_upstream") >= 1
     c.close()
+
+
+def test_the_quick_start_serves_ws_and_wss_with_its_own_certificate(start_gateway):
+    """The shipped quick-start config (on free ports) with the certificate `make run` makes:
+    ws:// and wss:// echo through the built-in echo upstream, and a client that trusts that
+    certificate (as the run script tells) verifies it for 127.0.0.1."""
+    import ssl
+    cert = quickstart_certificate()
+    with open(os.path.join(ROOT, "config", "examples", "quickstart.yaml")) as f:
+        text = f.read()
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:0", text)
+    text = text.replace("../../run/tls/", os.path.join(ROOT, "run", "tls") + "/")
+    gw = start_gateway(text, listeners=("public", "secure"))
+    context = ssl.create_default_context(cafile=cert)
+
+    async def echo(url, **kwargs):
+        async with wscompat.connect(url, open_timeout=5, **kwargs) as ws:
+            await ws.send("over " + url.split(":")[0])
+            return await asyncio.wait_for(ws.recv(), 5)
+
+    assert run(echo(f"ws://127.0.0.1:{gw.ports['public']}/echo")) == "over ws"
+    assert run(echo(f"wss://127.0.0.1:{gw.ports['secure']}/echo", ssl=context)) == "over wss"

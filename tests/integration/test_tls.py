@@ -16,7 +16,7 @@ import time
 import pytest
 
 import wscompat
-from conftest import WSGATE, app_config, run, tls_client_context, wait_for
+from conftest import WSGATE, app_config, run, tls_client_context, tls_connect, wait_for
 from tls_certs import subject_parts
 from tls_clients import (TLSRawClient, TrickleTLSSocket, client_hello, handshake_refused,
                          s_client_alpn, upgrade_request, wait_end)
@@ -442,6 +442,43 @@ def test_tls_handshakes_are_counted_by_listener_and_version(start_gateway, backe
                           version="TLSv1.2") == 1
     assert gw.metric("wsgate_tls_handshake_failures_total") == 0
     assert "wsgate_tls_handshakes_total" in gw.metrics_text()
+
+
+def upgrade_over(sock):
+    """Sends an upgrade for /app on an established TLS socket and reads the 101's head."""
+    sock.sendall(b"GET /app HTTP/1.1\r\nHost: chat.example.com\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, "connection ended before the 101"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_sessions_resume_by_ticket_whichever_worker_takes_the_connection(start_gateway, backends,
+                                                                         tls_certs, version):
+    """A client that kept the session of its first connection resumes it on the next ones (no
+    full handshake), with `workers: 2`: the ticket keys are the listener's, not a worker's, so a
+    ticket sealed by one worker opens on the other (SO_REUSEPORT spreads the connections)."""
+    port, _ = backends.echo()
+    gw = start_secure(start_gateway, tls_certs, [port], workers=2)
+    context = client_context(tls_certs, max_version=version)
+    first = tls_connect(gw.port, context, CHAT)
+    upgrade_over(first)  # a TLS 1.3 ticket comes after the handshake: read past it
+    session = first.session
+    assert session is not None and session.has_ticket
+    first.close()
+    reused = 0
+    for _ in range(12):
+        sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        tls = context.wrap_socket(sock, server_hostname=CHAT, session=session)
+        upgrade_over(tls)
+        reused += tls.session_reused
+        tls.close()
+    assert reused == 12
 
 
 def backend_tls(ca, server_name="backend.internal"):
