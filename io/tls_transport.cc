@@ -49,6 +49,10 @@ TlsStep outcome(SSL* ssl, int ret, error_code& ec) {
       ec = opensslError(ERR_peek_last_error());
       break;
   }
+  // The failure lives in `ec` now. Left on the worker thread's queue, it would be read by the
+  // next OpenSSL user there that does not clear first (SSL_get_error reads the queue before the
+  // return value; ERR_get_error returns the oldest entry).
+  ERR_clear_error();
   SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   return TlsStep::kDone;
 }
