@@ -710,6 +710,24 @@ TEST_P(TlsTransportTest, PartsOverARecordFillEveryRecordButTheLast) {
   EXPECT_EQ(sizes.size(), (total + 16383) / 16384) << "more records than the bytes need";
 }
 
+// A short writeSome tells the session the socket is full: it copies the rest aside, counts a
+// backpressure pause and waits. OpenSSL's partial-write mode returns after each record, so the
+// transport must go on while the socket takes them.
+TEST_P(TlsTransportTest, AWriteTheSocketCanTakeGoesOutWhole) {
+  Harness h(listenerTls(), options(), SocketBuffers{1 << 20, 0});
+  ASSERT_TRUE(h.handshake());
+  h.exchange();
+  const std::string header("\x82\x7f\x00\x00\x00\x00\x00\x01\x86\xa0", 10);
+  const std::string payload = numbered(100000);
+  const std::string close("\x88\x02\x03\xe8", 4);
+  const std::vector<std::string_view> parts{header, payload, close};
+  const std::string expected = header + payload + close;
+  error_code ec;
+  EXPECT_EQ(h.gateway().writeSome(partsAfter(parts, 0), ec), expected.size());
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(h.client().read(expected.size(), in(2000ms)) == expected) << h.client().error();
+}
+
 // ---- Writes that fill the socket, retried from a buffer that moved.
 
 // The session's retry: the unsent rest copied into a new buffer, written from there, and again
