@@ -49,6 +49,10 @@ TlsStep outcome(SSL* ssl, int ret, error_code& ec) {
       ec = opensslError(ERR_peek_last_error());
       break;
   }
+  // The failure lives in `ec` now. Left on the worker thread's queue, it would be read by the
+  // next OpenSSL user there that does not clear first (SSL_get_error reads the queue before the
+  // return value; ERR_get_error returns the oldest entry).
+  ERR_clear_error();
   SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   return TlsStep::kDone;
 }
@@ -110,8 +114,8 @@ size_t TlsTransport::readSome(boost::asio::mutable_buffer buffer, error_code& ec
 }
 
 // Writes the parts in order. Runs of parts smaller than a record are gathered into one record;
-// a part of a record or more goes out from where it lies. Stops at the first write that could
-// not take everything: the caller keeps the rest and retries with it, which is the retry OpenSSL
+// a part of a record or more goes out from where it lies. Stops at the first write the socket
+// could not take: the caller keeps the rest and retries with it, which is the retry OpenSSL
 // expects (the same bytes first, from a buffer that may have moved).
 size_t TlsTransport::writeSome(std::span<const boost::asio::const_buffer> parts, error_code& ec,
                                bool /*more*/) {
@@ -167,7 +171,10 @@ size_t TlsTransport::writeSome(std::span<const boost::asio::const_buffer> parts,
         offset = 0;
       }
     }
-    if (n < size) return total;  // a partial write: the rest waits
+    // n < size is no sign of a full socket: with SSL_MODE_ENABLE_PARTIAL_WRITE, SSL_write_ex
+    // returns after each record it wrote. Stopping there made every frame over 32 KiB (a part
+    // over 16 KiB) a short write, which the session takes for backpressure (a pause counted, the
+    // rest copied aside) while the socket had room. Go on: only kWantWrite above ends the write.
   }
   return total;
 }

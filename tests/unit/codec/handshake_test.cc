@@ -1,5 +1,6 @@
 #include "codec/handshake.h"
 
+#include <cctype>
 #include <functional>
 
 #include <boost/beast/core/flat_buffer.hpp>
@@ -460,6 +461,64 @@ TEST(UpstreamRequestHead, HonoursEveryTokenOfALongConnectionHeader) {
   EXPECT_EQ(head.find("X-Hop-"), std::string::npos) << "token 17 and later are dropped too";
   EXPECT_NE(head.find("X-Kept: yes"), std::string::npos);
   EXPECT_EQ(head, headBytes(makeUpstreamRequest(r, "10.1.2.3", "http")));
+}
+
+// The client's request with its own claims under the identity header's name, in two cases.
+http::request_header<> forgedIdentity() {
+  return parse(
+      "GET /chat HTTP/1.1\r\n"
+      "Host: chat.example.com\r\n"
+      "Connection: Upgrade\r\n"
+      "Upgrade: websocket\r\n"
+      "x-client-identity: CN=forged-1\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n"
+      "X-CLIENT-IDENTITY: CN=forged-2\r\n"
+      "\r\n");
+}
+
+std::string lowered(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+TEST(ForwardedIdentity, ReplacesWhatTheClientSentUnderItsNameInAnyCase) {
+  const auto r = forgedIdentity();
+  const ForwardedIdentity identity{"X-Client-Identity", "CN=alice; DNS:alice.example"};
+  const auto out = makeUpstreamRequest(r, "10.1.2.3", "https", identity);
+  EXPECT_EQ(out.count("X-Client-Identity"), 1u);
+  EXPECT_EQ(out["X-Client-Identity"], "CN=alice; DNS:alice.example");
+  const std::string head = upstreamRequestHead(r, "10.1.2.3", "https", identity);
+  EXPECT_EQ(head.find("forged"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nX-Client-Identity: CN=alice; DNS:alice.example\r\n"),
+            std::string::npos)
+      << head;
+  EXPECT_EQ(head, headBytes(out));
+}
+
+TEST(ForwardedIdentity, AnEmptyValueAddsNothingButStillDropsTheClients) {
+  const auto r = forgedIdentity();
+  const ForwardedIdentity anonymous{"X-Client-Identity", ""};
+  const auto out = makeUpstreamRequest(r, "10.1.2.3", "https", anonymous);
+  EXPECT_EQ(out.count("X-Client-Identity"), 0u);
+  const std::string head = upstreamRequestHead(r, "10.1.2.3", "https", anonymous);
+  EXPECT_EQ(lowered(head).find("x-client-identity"), std::string::npos) << head;
+  EXPECT_EQ(head, headBytes(out));
+}
+
+TEST(ForwardedIdentity, IsAddedOnceWhenTheClientSentNone) {
+  const ForwardedIdentity identity{"X-Client-Identity", "CN=alice"};
+  const auto out = makeUpstreamRequest(validRequest(), "10.1.2.3", "https", identity);
+  EXPECT_EQ(out.count("X-Client-Identity"), 1u);
+  EXPECT_EQ(out["X-Client-Identity"], "CN=alice");
+  EXPECT_EQ(upstreamRequestHead(validRequest(), "10.1.2.3", "https", identity), headBytes(out));
+}
+
+TEST(ForwardedIdentity, WithoutAHeaderNameTheClientsHeadersPassAsAnyOther) {
+  const auto r = forgedIdentity();
+  const auto out = makeUpstreamRequest(r, "10.1.2.3", "https", ForwardedIdentity{});
+  EXPECT_EQ(out.count("X-Client-Identity"), 2u);
+  EXPECT_EQ(upstreamRequestHead(r, "10.1.2.3", "https", ForwardedIdentity{}), headBytes(out));
 }
 
 }  // namespace
