@@ -16,7 +16,8 @@ import time
 import pytest
 
 import wscompat
-from conftest import WSGATE, app_config, run, tls_client_context, tls_connect, wait_for
+from conftest import (WSGATE, app_config, run, sanitized, tls_client_context, tls_connect,
+                      wait_for)
 from tls_certs import subject_parts
 from tls_clients import (TLSRawClient, TrickleTLSSocket, client_hello, handshake_refused,
                          s_client_alpn, upgrade_request, wait_end)
@@ -396,7 +397,9 @@ def test_client_that_stops_reading_over_tls_keeps_gateway_memory_bounded(start_g
     grown = peak - before
     print(f"flood over TLS: {progress}, rss before {before} KiB, peak {peak} KiB")
     assert progress["sent"] < 64, "the backend was never slowed down: nothing pushed back"
-    assert grown < 8 * 1024, f"gateway RSS grew by {grown} KiB while the TLS client did not " \
+    # A sanitizer build keeps freed blocks in quarantine: what it frees still counts in its RSS.
+    bound = 30 * 1024 if sanitized(WSGATE) else 8 * 1024
+    assert grown < bound, f"gateway RSS grew by {grown} KiB while the TLS client did not " \
                              f"read ({progress['sent']} MiB sent by the backend)"
     assert gw.metric("wsgate_backpressure_pauses_total", route="app",
                      direction="upstream_to_client") >= 1
