@@ -101,6 +101,11 @@ void commonSettings(SSL_CTX* ctx, int min_version) {
   // from the buffer the session moved its unsent tail into.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // The chain sent is the certificate file's, as written: without this OpenSSL would build one
+  // from the trust store on every handshake.
+  SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
+  // One recv takes whatever records are there, not a header and then a body per record.
+  SSL_CTX_set_read_ahead(ctx, 1);
 }
 
 int selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,

@@ -95,20 +95,51 @@ TlsStep TlsTransport::writeStep(SSL* ssl, const void* data, size_t size, error_c
   return outcome(ssl, 0, ec);
 }
 
+// Records are handed out one per SSL_read: taking every one that is there makes one wake-up's
+// messages one write onward, not one each, and ends on the attempt that proves the source
+// exhausted, which spares the next read an attempt that finds nothing.
+reactor::Status TlsTransport::readAttempt(SSL* ssl, boost::asio::mutable_buffer buffer,
+                                          error_code& ec, size_t& n) {
+  auto* const into = static_cast<uint8_t*>(buffer.data());
+  size_t total = 0;
+  while (total < buffer.size()) {
+    size_t got = 0;
+    error_code step_ec;
+    const TlsStep step =
+        readStep(ssl, boost::asio::buffer(into + total, buffer.size() - total), step_ec, got);
+    if (step == TlsStep::kDone && !step_ec) {
+      total += got;
+      continue;
+    }
+    if (total > 0) {
+      // What stopped it (the end of the stream, a failure) stays in OpenSSL for the next read.
+      n = total;
+      return step == TlsStep::kWantRead ? reactor::Status::done_and_exhausted
+                                        : reactor::Status::done;
+    }
+    switch (step) {
+      case TlsStep::kWantRead:
+        return reactor::Status::not_done;
+      case TlsStep::kWantWrite:
+        ec = tlsReadWantsWrite();
+        return reactor::Status::done;
+      case TlsStep::kDone:
+        ec = step_ec;
+        return reactor::Status::done;
+    }
+  }
+  n = total;
+  return reactor::Status::done;
+}
+
 size_t TlsTransport::readSome(boost::asio::mutable_buffer buffer, error_code& ec) {
   return readNowWith(
       socket_,
       [ssl = ssl_.get(), buffer](reactor::socket_type, error_code& error, size_t& n) {
-        switch (readStep(ssl, buffer, error, n)) {
-          case TlsStep::kWantRead:  // OpenSSL holds nothing and the kernel had nothing
-            return reactor::Status::not_done;
-          case TlsStep::kWantWrite:  // the next asynchronous read tries again and waits
-            error = boost::asio::error::would_block;
-            return reactor::Status::done;
-          case TlsStep::kDone:
-            break;
-        }
-        return reactor::Status::done;
+        const reactor::Status status = readAttempt(ssl, buffer, error, n);
+        // A read that must write first: the next asynchronous read tries again and waits.
+        if (error == tlsReadWantsWrite()) error = boost::asio::error::would_block;
+        return status;
       },
       ec);
 }

@@ -71,18 +71,7 @@ class TlsTransport {
   template <typename Handler>
   void asyncReadSome(boost::asio::mutable_buffer buffer, Handler&& handler) {
     auto perform = [ssl = ssl_.get(), buffer](reactor::socket_type, boost::system::error_code& ec,
-                                              size_t& n) {
-      switch (readStep(ssl, buffer, ec, n)) {
-        case TlsStep::kWantRead:
-          return reactor::Status::not_done;
-        case TlsStep::kWantWrite:
-          ec = tlsReadWantsWrite();
-          return reactor::Status::done;
-        case TlsStep::kDone:
-          break;
-      }
-      return reactor::Status::done;
-    };
+                                              size_t& n) { return readAttempt(ssl, buffer, ec, n); };
     reactor::startRead(
         socket_, std::move(perform),
         [this, buffer, handler = std::forward<Handler>(handler)](
@@ -124,7 +113,14 @@ class TlsTransport {
   Socket& socket() { return socket_; }
   SSL* ssl() { return ssl_.get(); }
 
-  // One attempt each; `ec` set when kDone ends in failure (tls_error.h maps OpenSSL's errors).
+  // One reactor attempt of a read: as many records' plaintext as fit in `buffer` and OpenSSL can
+  // hand out now. not_done when there was none (the kernel had nothing either);
+  // done_and_exhausted when it stopped because OpenSSL asked the kernel for more and there was
+  // none, so the next read waits for epoll's edge; done when the buffer filled, or a failure or
+  // the end of the stream (`ec`, or tlsReadWantsWrite()) comes with no plaintext before it.
+  static reactor::Status readAttempt(SSL* ssl, boost::asio::mutable_buffer buffer,
+                                     boost::system::error_code& ec, size_t& n);
+  // One OpenSSL call each; `ec` set when kDone ends in failure (tls_error.h maps the errors).
   static TlsStep handshakeStep(SSL* ssl, boost::system::error_code& ec);
   static TlsStep readStep(SSL* ssl, boost::asio::mutable_buffer buffer,
                           boost::system::error_code& ec, size_t& n);
