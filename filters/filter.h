@@ -32,6 +32,11 @@ class HandshakeRequest {
   virtual std::string_view target() const = 0;          // request-target, e.g. "/chat?x=1"
   virtual std::string_view clientAddress() const = 0;   // peer IP, no port
   virtual std::string_view routeName() const = 0;
+  // Whether the client came over TLS, and its verified certificate: the subject (RFC 2253)
+  // then its DNS, email and URI names, "CN=alice,O=Example; DNS:alice.example.com"; empty
+  // without TLS, without a client certificate, or with one that did not verify.
+  virtual bool secure() const = 0;
+  virtual std::string_view clientCertificate() const = 0;
 };
 
 struct HandshakeRejection {

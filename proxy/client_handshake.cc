@@ -80,9 +80,13 @@ std::string addressText(const asio::ip::address& address) {
 
 class RequestView final : public filters::HandshakeRequest {
  public:
-  RequestView(const RequestHead& request, std::string_view client,
-              std::string_view route)
-      : request_(request), client_(client), route_(route) {}
+  RequestView(const RequestHead& request, std::string_view client, std::string_view route,
+              bool secure, std::string_view certificate)
+      : request_(request),
+        client_(client),
+        route_(route),
+        secure_(secure),
+        certificate_(certificate) {}
   std::optional<std::string_view> header(std::string_view name) const override {
     auto it = request_.find(name);
     if (it == request_.end()) return std::nullopt;
@@ -91,11 +95,15 @@ class RequestView final : public filters::HandshakeRequest {
   std::string_view target() const override { return request_.target(); }
   std::string_view clientAddress() const override { return client_; }
   std::string_view routeName() const override { return route_; }
+  bool secure() const override { return secure_; }
+  std::string_view clientCertificate() const override { return certificate_; }
 
  private:
   const RequestHead& request_;
   std::string_view client_;
   std::string_view route_;
+  bool secure_;
+  std::string_view certificate_;
 };
 
 // State of one handshake; lives in the coroutine frame.
@@ -215,7 +223,7 @@ asio::awaitable<void> Handshake::run() {
   }
 
   // 4. Handshake filters.
-  RequestView view(request, client_ip_, route->name);
+  RequestView view(request, client_ip_, route->name, client_.tls() != nullptr, identity_);
   for (const auto& spec : route->filters) {
     const auto* factory = static_cast<const filters::FilterFactory*>(spec.built.get());
     const filters::HandshakeFilter* filter = factory->handshakeFilter();

@@ -156,6 +156,8 @@ class HeadView final : public filters::HandshakeRequest {
   std::string_view target() const override { return request_.target(); }
   std::string_view clientAddress() const override { return "192.0.2.1"; }
   std::string_view routeName() const override { return route_; }
+  bool secure() const override { return false; }
+  std::string_view clientCertificate() const override { return {}; }
 
  private:
   const http::request_header<>& request_;

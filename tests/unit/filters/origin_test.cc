@@ -30,6 +30,8 @@ class FakeRequest final : public HandshakeRequest {
   std::string_view target() const override { return "/"; }
   std::string_view clientAddress() const override { return "127.0.0.1"; }
   std::string_view routeName() const override { return "r"; }
+  bool secure() const override { return false; }
+  std::string_view clientCertificate() const override { return {}; }
 
  private:
   std::optional<std::string> origin_;
