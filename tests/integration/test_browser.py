@@ -236,6 +236,9 @@ def test_echo_from_the_browser_with_permessage_deflate(start_gateway, backends, 
     page, opened = open_session(browser, sites["allowed"], gw)
     # Negotiated end to end: the browser's offer reached the backend, its answer came back.
     assert "permessage-deflate" in extension_names(opened["extensions"]), opened
+    # The backend's handler records the connection once it runs, which can be after the 101
+    # reached the browser.
+    wait_for(lambda: record["extensions"], timeout=5)
     assert record["extensions"] == [["permessage-deflate"]]
     assert record["headers"][0].get("Origin") == sites["allowed"].origin
 
