@@ -530,7 +530,9 @@ def test_backend_tls_verification_failure_is_a_502(start_gateway, backends, tls_
 
 def test_backend_tls_to_a_plain_backend_is_a_502(start_gateway, backends, tls_certs):
     """A cluster with `tls` whose backend speaks plain HTTP fails the TLS handshake: 502 to the
-    client, counted as `handshake_failed`."""
+    client, counted once: as `handshake_failed` when the backend answers the ClientHello with
+    HTTP (python3-websockets 10.4, Debian 12), as `closed` when it drops the connection
+    (15.0, Debian 13)."""
     port, record = backends.echo()
     gw = start_gateway(app_config([port], cluster_extra=backend_tls(tls_certs.root.cert)))
     c = RawClient(gw.port)
@@ -538,9 +540,11 @@ def test_backend_tls_to_a_plain_backend_is_a_502(start_gateway, backends, tls_ce
     status, _, body = c.read_response()
     assert status == 502, body
     c.close()
-    assert gw.wait_metric("wsgate_upstream_tls_failures_total", 1, cluster="app",
-                          reason="handshake_failed") == 1
-    assert gw.metric("wsgate_upstream_tls_failures_total", reason="verify_failed") == 0
+    assert gw.wait_metric("wsgate_upstream_tls_failures_total", 1, cluster="app") == 1
+    counted = {reason: gw.metric("wsgate_upstream_tls_failures_total", cluster="app",
+                                 reason=reason)
+               for reason in ("handshake_failed", "closed", "verify_failed", "timeout")}
+    assert counted["handshake_failed"] + counted["closed"] == 1, counted
 
 
 def test_check_names_the_line_of_a_key_that_does_not_match_its_certificate(tmp_path,
