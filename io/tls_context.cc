@@ -2,7 +2,6 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
@@ -11,6 +10,8 @@
 #include <stdexcept>
 
 #include <boost/asio/ip/address.hpp>
+
+#include "config/pem.h"
 
 namespace wsgate::gateway {
 
@@ -34,34 +35,15 @@ constexpr std::array<unsigned char, 9> kAlpnHttp11 = {8, 'h', 't', 't', 'p', '/'
   throw std::runtime_error(what + (packed != 0 ? std::string(": ") + text.data() : ""));
 }
 
-struct BioFree {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using config::BioPtr;
+using config::PkeyPtr;
+using config::X509Ptr;
 
-BioPtr memory(const std::string& pem) {
-  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!bio) fail("out of memory");
-  return bio;
-}
-
-// Every certificate of a PEM text, in order.
+// The loader parsed these already (config/tls.cc): a failure here is OpenSSL out of memory.
 std::vector<X509Ptr> certificates(const std::string& pem, const std::string& file) {
-  BioPtr bio = memory(pem);
-  std::vector<X509Ptr> out;
-  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
-    out.emplace_back(cert);
-  }
-  ERR_clear_error();  // the end of the text reads as an error
-  if (out.empty()) fail(file + ": no certificate");
+  std::string why;
+  std::vector<X509Ptr> out = config::parseCertificates(pem, why);
+  if (out.empty()) throw std::runtime_error(file + ": " + why);
   return out;
 }
 
@@ -72,9 +54,9 @@ void useCertificate(SSL_CTX* ctx, const std::string& chain_pem, const std::strin
   for (size_t i = 1; i < chain.size(); ++i) {
     if (SSL_CTX_add1_chain_cert(ctx, chain[i].get()) != 1) fail(cert_file);
   }
-  BioPtr bio = memory(key_pem);
-  PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-  if (!key) fail(key_file + ": no private key");
+  std::string why;
+  PkeyPtr key = config::parsePrivateKey(key_pem, why);
+  if (!key) throw std::runtime_error(key_file + ": " + why);
   if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1) fail(key_file);
   if (SSL_CTX_check_private_key(ctx) != 1) fail(key_file + ": does not match " + cert_file);
 }

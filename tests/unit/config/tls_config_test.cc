@@ -119,7 +119,7 @@ const char* kCertA = "      certificates:\n        - { cert: certs/a.pem, key: c
 class TlsConfig : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char name[] = "/tmp/wsgate-tls-test-XXXXXX";
+    char name[] = "/tmp/wsgate-tls-test-XXXXXX";  // mkdtemp's template: it fills in the Xs
     ASSERT_NE(::mkdtemp(name), nullptr);
     dir_ = name;
     const std::string certs = dir_ + "/certs/";

@@ -576,6 +576,17 @@ TEST_P(TlsTransportTest, SessionsReleaseIdleBuffersAndTakePartialAndMovedWrites)
 
 // ---- A record partly handed out is still readable: no epoll edge will announce the rest.
 
+// With nothing left, an asynchronous read waits, and completes once the client sends more.
+void expectReadWaitsForMore(Harness& h, std::array<char, 256>& buffer) {
+  auto waiting = h.startRead(boost::asio::buffer(buffer));
+  h.settle(100ms);
+  EXPECT_FALSE(waiting->done);
+  ASSERT_TRUE(h.client().write("more", in(1000ms)));
+  ASSERT_TRUE(h.runUntil([&] { return waiting->done; }, 1000ms));
+  EXPECT_FALSE(waiting->ec) << waiting->ec.message();
+  EXPECT_EQ(std::string_view(buffer.data(), waiting->n), "more");
+}
+
 TEST_P(TlsTransportTest, AReadCompletesFromTheRestOfARecordWithoutNewBytes) {
   Harness h(listenerTls(), options());
   ASSERT_TRUE(h.handshake());
@@ -591,14 +602,7 @@ TEST_P(TlsTransportTest, AReadCompletesFromTheRestOfARecordWithoutNewBytes) {
     got.append(buffer.data(), outcome->n);
   }
   EXPECT_EQ(got, record);
-  // Nothing left: the next read waits, and completes once the client sends more.
-  auto waiting = h.startRead(boost::asio::buffer(buffer));
-  h.settle(100ms);
-  EXPECT_FALSE(waiting->done);
-  ASSERT_TRUE(h.client().write("more", in(1000ms)));
-  ASSERT_TRUE(h.runUntil([&] { return waiting->done; }, 1000ms));
-  EXPECT_FALSE(waiting->ec) << waiting->ec.message();
-  EXPECT_EQ(std::string_view(buffer.data(), waiting->n), "more");
+  expectReadWaitsForMore(h, buffer);
 }
 
 TEST_P(TlsTransportTest, ReadSomeHandsOutTheRestOfARecordThenWouldBlock) {
@@ -622,14 +626,7 @@ TEST_P(TlsTransportTest, ReadSomeHandsOutTheRestOfARecordThenWouldBlock) {
   EXPECT_EQ(got, record);
   EXPECT_EQ(h.gateway().readSome(boost::asio::buffer(buffer), ec), 0u);
   EXPECT_EQ(ec, boost::asio::error::would_block);
-  // The asynchronous read after that waits for the client, and completes once it sends.
-  auto waiting = h.startRead(boost::asio::buffer(buffer));
-  h.settle(100ms);
-  EXPECT_FALSE(waiting->done);
-  ASSERT_TRUE(h.client().write("more", in(1000ms)));
-  ASSERT_TRUE(h.runUntil([&] { return waiting->done; }, 1000ms));
-  EXPECT_FALSE(waiting->ec) << waiting->ec.message();
-  EXPECT_EQ(std::string_view(buffer.data(), waiting->n), "more");
+  expectReadWaitsForMore(h, buffer);
 }
 
 // ---- Several parts go out as one record; large parts fill records.
