@@ -115,14 +115,14 @@ size_t encodeHeader(const FrameHeader& h, uint8_t* out) {
   return pos;
 }
 
-namespace {
-
 std::array<uint8_t, 4> randomMaskKey() {
   thread_local std::mt19937 rng{std::random_device{}()};
   const uint32_t v = rng();
   return {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v >> 16),
           static_cast<uint8_t>(v >> 24)};
 }
+
+namespace {
 
 // Longest prefix of `text` within `limit` bytes that does not cut a UTF-8 sequence.
 std::string_view utf8Prefix(std::string_view text, size_t limit) {
@@ -149,6 +149,22 @@ ControlFrame makeCloseFrame(uint16_t code, std::string_view reason, bool mask) {
   payload[1] = static_cast<uint8_t>(code);
   std::memcpy(payload + 2, reason.data(), reason.size());
   if (mask) applyMask(payload, h.payload_length, h.mask_key, 0);
+  frame.size = header_size + h.payload_length;
+  return frame;
+}
+
+ControlFrame makePingFrame(std::span<const uint8_t> payload, bool mask) {
+  ControlFrame frame;
+  FrameHeader h;
+  h.fin = true;
+  h.opcode = opcode::kPing;
+  h.masked = mask;
+  h.payload_length = std::min(payload.size(), kMaxControlPayload);
+  if (mask) h.mask_key = randomMaskKey();
+  const size_t header_size = encodeHeader(h, frame.bytes.data());
+  uint8_t* out = frame.bytes.data() + header_size;
+  std::memcpy(out, payload.data(), h.payload_length);
+  if (mask) applyMask(out, h.payload_length, h.mask_key, 0);
   frame.size = header_size + h.payload_length;
   return frame;
 }

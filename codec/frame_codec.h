@@ -109,6 +109,12 @@ struct ControlFrame {
 // toward a server (`mask` true) are masked with a random key, as RFC 6455 requires.
 ControlFrame makeCloseFrame(uint16_t code, std::string_view reason, bool mask);
 
+// Four random bytes (a mask key; pieces of a ping payload). Per-thread generator.
+std::array<uint8_t, 4> randomMaskKey();
+
+// A ping frame with `payload` (at most 125 bytes), masked with a random key when `mask`.
+ControlFrame makePingFrame(std::span<const uint8_t> payload, bool mask);
+
 // Close code of a close frame's (unmasked) payload: 1005 (no status) when it has none.
 uint16_t closeCode(std::span<const uint8_t> payload);
 

@@ -67,24 +67,24 @@ WSGATE_REGISTER_FILTER("message_size", buildMessageSize);
 
 }  // namespace
 
-std::unique_ptr<MessageFilter> MessageSizeFilter::newMessageFilter() const {
+std::unique_ptr<MessageFilter> MessageSizeFilter::newMessageFilter(const SessionContext&) const {
   return std::make_unique<MessageSizeSession>(*this);
 }
 
 FrameVerdict MessageSizeFilter::check(const FrameEvent& frame) const {
   // Only data frames (continuation, text, binary); control frames are bounded to 125 bytes by
   // the codec and reserved opcodes are the codec's protocol error, not a size question.
-  if (frame.opcode > 2) return std::nullopt;
+  if (frame.opcode > 2) return {};
   const bool applies = frame.direction == Direction::kClientToUpstream ? limits_.client_to_upstream
                                                                        : limits_.upstream_to_client;
-  if (!applies) return std::nullopt;
+  if (!applies) return {};
   if (limits_.max_frame_bytes && frame.payload_length > limits_.max_frame_bytes) {
-    return CloseVerdict{1009, "frame too big"};
+    return FrameVerdict::close(1009, "frame too big", "frame_too_big");
   }
   if (limits_.max_message_bytes && frame.message_length > limits_.max_message_bytes) {
-    return CloseVerdict{1009, "message too big"};
+    return FrameVerdict::close(1009, "message too big", "message_too_big");
   }
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace wsgate::filters

@@ -22,7 +22,7 @@ class MessageSizeFilter final : public FilterFactory {
   explicit MessageSizeFilter(Limits limits) : limits_(limits) {}
 
   std::string_view name() const override { return "message_size"; }
-  std::unique_ptr<MessageFilter> newMessageFilter() const override;
+  std::unique_ptr<MessageFilter> newMessageFilter(const SessionContext& context) const override;
 
   // The verdict for one frame; the per-session filter delegates here.
   FrameVerdict check(const FrameEvent& frame) const;

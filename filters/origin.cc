@@ -173,10 +173,10 @@ bool OriginFilter::allows(std::string_view origin) const {
 HandshakeVerdict OriginFilter::onHandshake(const HandshakeRequest& request) const {
   auto origin = request.header("Origin");
   if (!origin) {
-    if (require_) return HandshakeRejection{403, "origin required"};
+    if (require_) return HandshakeRejection{403, "origin required", "origin_missing"};
     return std::nullopt;
   }
-  if (!allows(*origin)) return HandshakeRejection{403, "origin not allowed"};
+  if (!allows(*origin)) return HandshakeRejection{403, "origin not allowed", "origin_not_allowed"};
   return std::nullopt;
 }
 

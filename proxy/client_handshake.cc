@@ -129,7 +129,10 @@ class Handshake {
 
  private:
   asio::awaitable<void> reject(unsigned status, std::string_view reason,
-                               std::string_view metric_reason);
+                               std::string_view metric_reason, unsigned retry_after = 0);
+  // A handshake filter refused: counted under the filter's name and label, answered.
+  asio::awaitable<void> refuse(const config::Route& route, const filters::FilterFactory& factory,
+                               const filters::HandshakeRejection& rejection);
   asio::awaitable<void> send(http::response<http::string_body> response);
   asio::awaitable<void> passBackRefusal(Stream& upstream, beast::flat_buffer& buffer,
                                         http::response_parser<http::string_body>& parser,
@@ -145,6 +148,9 @@ class Handshake {
   Deadline deadline_;
   bool answered_ = false;  // bytes of an answer may have reached the client
   std::string identity_;   // the verified client certificate, when there is one
+  // Slots handshake filters took (live connection counts): given back when this handshake
+  // ends, or when the session it became ends.
+  filters::Admissions admissions_;
 };
 
 asio::awaitable<bool> Handshake::tlsHandshake(const ServerTlsContext& tls) {
@@ -229,8 +235,15 @@ asio::awaitable<void> Handshake::run() {
     const filters::HandshakeFilter* filter = factory->handshakeFilter();
     if (!filter) continue;
     if (auto rejection = filter->onHandshake(view)) {
-      worker_.stats.cell(Metric::kFilterRejections, {route->name, factory->name()}).add(1);
-      co_return co_await reject(rejection->status, rejection->reason, factory->name());
+      co_return co_await refuse(*route, *factory, *rejection);
+    }
+  }
+  for (const auto& spec : route->filters) {
+    const auto* factory = static_cast<const filters::FilterFactory*>(spec.built.get());
+    const filters::HandshakeFilter* filter = factory->handshakeFilter();
+    if (!filter) continue;
+    if (auto rejection = filter->admit(view, admissions_)) {
+      co_return co_await refuse(*route, *factory, *rejection);
     }
   }
 
@@ -296,6 +309,19 @@ asio::awaitable<void> Handshake::run() {
     }
     co_return co_await reject(bad->status, bad->reason, bad->metric_reason);
   }
+  const auto& accepted = response_parser.get().base();
+  const auto chosen = accepted.find(http::field::sec_websocket_protocol);
+  const std::string_view protocol = chosen == accepted.end() ? "" : chosen->value();
+  for (const auto& spec : route->filters) {
+    const auto* factory = static_cast<const filters::FilterFactory*>(spec.built.get());
+    const filters::HandshakeFilter* filter = factory->handshakeFilter();
+    if (!filter) continue;
+    if (auto rejection = filter->onUpstreamAccepted(view, protocol)) {
+      record_.setOutcome(outcome::kUpstreamError);
+      upstream.close();
+      co_return co_await refuse(*route, *factory, *rejection);
+    }
+  }
 
   // 6. Answer the client with the backend's 101, then relay.
   const std::string switching = headBytes(response_parser.get().base());
@@ -316,13 +342,7 @@ asio::awaitable<void> Handshake::run() {
   setup.route = route;
   setup.client_address = client_ip_;
   setup.permessage_deflate = std::get<UpstreamAgreement>(agreed).permessage_deflate;
-  for (const auto& spec : route->filters) {
-    const auto* factory = static_cast<const filters::FilterFactory*>(spec.built.get());
-    if (auto filter = factory->newMessageFilter()) {
-      setup.filters.push_back(std::move(filter));
-      setup.filter_names.push_back(factory->name());
-    }
-  }
+  setup.admissions = std::move(admissions_);
   spdlog::debug("session started: listener={} route={} client={} upstream={}", listener_.name,
                 route->name, client_ip_, connection.endpoint);
   auto client_early = buffer.data();
@@ -334,14 +354,24 @@ asio::awaitable<void> Handshake::run() {
 }
 
 asio::awaitable<void> Handshake::reject(unsigned status, std::string_view reason,
-                                        std::string_view metric_reason) {
+                                        std::string_view metric_reason, unsigned retry_after) {
   worker_.stats.cell(Metric::kHandshakeRejections, {listener_.name, metric_reason}).add(1);
   if (status < 500) record_.setOutcome(outcome::kRejected);
   spdlog::debug("handshake from {} on listener {} rejected: {} {}", client_ip_, listener_.name,
                 status, reason);
   auto response = makeErrorResponse(status, reason);
   if (status == 426) response.set(http::field::sec_websocket_version, "13");
+  if (retry_after > 0) response.set(http::field::retry_after, std::to_string(retry_after));
   co_await send(std::move(response));
+}
+
+asio::awaitable<void> Handshake::refuse(const config::Route& route,
+                                        const filters::FilterFactory& factory,
+                                        const filters::HandshakeRejection& rejection) {
+  worker_.stats.cell(Metric::kFilterRejections, {route.name, factory.name(), rejection.label})
+      .add(1);
+  co_await reject(rejection.status, rejection.reason, factory.name(),
+                  rejection.retry_after_seconds);
 }
 
 asio::awaitable<void> Handshake::send(http::response<http::string_body> response) {

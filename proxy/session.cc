@@ -31,7 +31,9 @@ Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionS
       setup_(std::move(setup)),
       record_(std::move(record)),
       flows_{{Flow(true, setup_.permessage_deflate), Flow(false, setup_.permessage_deflate)}},
-      timer_(worker.io) {
+      timer_(worker.io),
+      last_activity_(Clock::now()),
+      started_(last_activity_) {
   const auto& cells = worker_.stats.routeCells(setup_.route->name);
   for (int f = 0; f < 2; ++f) {
     Flow& flow = flows_[f];
@@ -41,11 +43,19 @@ Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionS
     flow.pauses = cells[f].pauses;
     flow.protocol_errors = cells[f].protocol_errors;
   }
+  const filters::SessionContext context{setup_.route->name, setup_.client_address, started_,
+                                        this};
+  for (const auto& spec : setup_.route->filters) {
+    const auto* factory = static_cast<const filters::FilterFactory*>(spec.built.get());
+    if (auto filter = factory->newMessageFilter(context)) {
+      filters_.push_back({std::move(filter), factory->name()});
+    }
+  }
 }
 
 Session::~Session() {
   for (Flow& flow : flows_) returnLent(flow);
-  const auto lived = std::chrono::steady_clock::now() - started_;
+  const auto lived = Clock::now() - started_;
   spdlog::debug("session ended: route={} client={} duration={}ms", setup_.route->name,
                 setup_.client_address,
                 std::chrono::duration_cast<std::chrono::milliseconds>(lived).count());
@@ -54,9 +64,13 @@ Session::~Session() {
 void Session::start(std::span<const uint8_t> client_early,
                     std::span<const uint8_t> upstream_early) {
   record_.setOutcome(outcome::kRelayed);
-  started_ = last_activity_ = std::chrono::steady_clock::now();
   guarded([&] {
-    armIdleTimer();
+    for (size_t i = 0; i < filters_.size() && !finished_; ++i) {
+      current_filter_ = i;
+      filters_[i].filter->onStart(started_);
+    }
+    current_filter_ = filters_.size();
+    armTimer();
     if (!client_early.empty()) consume(kClient, client_early.data(), client_early.size());
     if (!upstream_early.empty()) consume(kUpstream, upstream_early.data(), upstream_early.size());
     resumeRead(kClient);
@@ -69,7 +83,35 @@ void Session::resumeRead(int f) {
   if (finished_ || flow.waiting_read || flow.mode == Mode::kDone || flow.pending_size != 0) {
     return;
   }
+  if (flow.resume_at != Clock::time_point{} && throttled(f)) return;
   armRead(f);
+}
+
+// A throttled source is not read until its time: its kernel buffer fills and TCP slows the
+// sender, and nothing is buffered here. The time counts as throttled from the first read held.
+bool Session::throttled(int f) {
+  Flow& flow = flows_[f];
+  const auto now = Clock::now();
+  if (now >= flow.resume_at) {
+    endThrottle(f, now);
+    return false;
+  }
+  if (flow.throttled_since == Clock::time_point{}) flow.throttled_since = now;
+  armTimer();
+  return true;
+}
+
+void Session::endThrottle(int f, Clock::time_point now) {
+  Flow& flow = flows_[f];
+  flow.resume_at = {};
+  if (flow.throttled_since == Clock::time_point{}) return;
+  if (!flow.throttled_us) {
+    flow.throttled_us = &worker_.stats.cell(
+        Metric::kThrottledSeconds, {setup_.route->name, filters::directionName(directionOf(f))});
+  }
+  flow.throttled_us->add(
+      std::chrono::duration_cast<std::chrono::microseconds>(now - flow.throttled_since).count());
+  flow.throttled_since = {};
 }
 
 // The read is tried at once unless the last one drained the socket (draining_read.h); then it
@@ -179,23 +221,75 @@ bool Session::returnIdleBuffers() {
   return holding;
 }
 
+// What goes on is a few runs of `data` in order: a pong the gateway consumes is cut out, and a
+// queued ping is put between two frames. Every part is written with one call at the end.
 void Session::consume(int f, const uint8_t* data, size_t size) {
   Flow& flow = flows_[f];
   in_consume_ = true;
   consuming_flow_ = f;
   bool forwarding = flow.mode == Mode::kRelay;
+  std::array<const_buffer, 10> parts;
+  size_t count = 0;
+  size_t run_start = 0;
   size_t forward_end = 0;
-  flow.held_size = 0;
+  size_t gateway_bytes = 0;                  // of the parts: frames of the gateway's own
+  std::unique_ptr<ControlFrame> ping_sent;   // a ping put between two frames of this read
+  bool frame_here = false;                   // the current frame began in this read
+  size_t frame_start = 0;
+  size_t frame_first_part = 0;
+  bool cut_destination = false;  // a frame partly forwarded was refused: its rest never comes
   size_t pos = 0;
+  auto closeRun = [&] {
+    if (forward_end > run_start) parts[count++] = {data + run_start, forward_end - run_start};
+    run_start = forward_end;
+  };
+  // A filter refused the current frame after seeing some of its payload.
+  auto refuseFrame = [&] {
+    if (frame_here) {  // nothing of it is written yet: it goes nowhere
+      count = frame_first_part;
+      forward_end = frame_start;
+      run_start = std::min(run_start, frame_start);
+    } else {
+      cut_destination = true;
+    }
+    forwarding = false;
+  };
+  auto frameEnded = [&] {
+    onFrameEnd(f);
+    if (flow.pong_held) {
+      flow.pong_held = false;
+      if (heldPongIsOurs(f)) {
+        leg_state_[f].ping_unanswered = false;
+      } else {
+        parts[count++] = {flow.pong.data(), flow.pong_size};
+      }
+      run_start = forward_end = pos;
+    }
+    if (flow.ping && forwarding && flow.mode == Mode::kRelay && count + 5 <= parts.size()) {
+      closeRun();
+      parts[count++] = {flow.ping->bytes.data(), flow.ping->size};
+      gateway_bytes += flow.ping->size;
+      ping_sent = std::move(flow.ping);
+    }
+  };
+  flow.held_size = 0;
   while (pos < size && flow.mode != Mode::kDone) {
     if (flow.remaining > 0) {
       const size_t take = static_cast<size_t>(std::min<uint64_t>(flow.remaining, size - pos));
       if (flow.capturing) capture(flow, data + pos, take);
+      const bool last = take == flow.remaining;
+      if (flow.pong_held) {
+        std::memcpy(flow.pong.data() + flow.pong_size, data + pos, take);
+        flow.pong_size = static_cast<uint8_t>(flow.pong_size + take);
+      } else if (flow.inspecting != 0 && forwarding && !inspectPayload(f, data + pos, take, last)) {
+        refuseFrame();
+      }
       pos += take;
       flow.remaining -= take;
-      if (forwarding) forward_end = pos;
-      if (flow.remaining == 0) onFrameEnd(f);
+      if (forwarding && !flow.pong_held) forward_end = pos;
+      if (flow.remaining == 0) frameEnded();
     } else {
+      const size_t header_from = pos;
       const size_t earlier = flow.parser.buffered();
       pos += flow.parser.feed(data + pos, size - pos);
       if (!flow.parser.complete()) break;  // the rest of the header comes with the next read
@@ -211,13 +305,27 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
         leg_state_[f].close_received = true;
         break;
       }
+      frame_here = true;
+      frame_start = header_from;
+      frame_first_part = count;
       if (forwarding) {
         if (admitHeader(f, header)) {
-          if (earlier > 0) {
-            std::memcpy(flow.held.data(), flow.parser.raw().data(), earlier);
-            flow.held_size = static_cast<uint8_t>(earlier);
+          if (header.opcode == opcode::kPong && header.payload_length == kPingPayloadSize &&
+              leg_state_[f].ping_unanswered) {
+            // Perhaps the answer to the gateway's ping: held back until its payload tells.
+            closeRun();
+            const auto raw = flow.parser.raw();
+            std::memcpy(flow.pong.data(), raw.data(), raw.size());
+            flow.pong_size = static_cast<uint8_t>(raw.size());
+            flow.pong_held = true;
+          } else {
+            if (earlier > 0) {
+              std::memcpy(flow.held.data(), flow.parser.raw().data(), earlier);
+              flow.held_size = static_cast<uint8_t>(earlier);
+              parts[count++] = {flow.held.data(), earlier};
+            }
+            forward_end = pos;
           }
-          forward_end = pos;
         } else {
           watch_close = false;  // the rejected frame's payload is skipped
           if (header.opcode == opcode::kClose) {
@@ -237,20 +345,27 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
         flow.control_masked = header.masked;
         flow.control_mask = header.mask_key;
       }
-      if (flow.remaining == 0) onFrameEnd(f);
+      if (flow.inspecting != 0) {
+        flow.inspect_masked = header.masked;
+        flow.inspect_mask = header.mask_key;
+        flow.inspect_offset = 0;
+        if (flow.remaining == 0 && forwarding && !inspectPayload(f, nullptr, 0, true)) {
+          refuseFrame();
+        }
+      }
+      if (flow.remaining == 0) frameEnded();
     }
     if (flow.mode != Mode::kRelay) forwarding = false;
   }
   in_consume_ = false;
+  closeRun();
 
-  std::array<const_buffer, 2> parts;
-  size_t count = 0;
-  if (flow.held_size > 0 && forward_end > 0) parts[count++] = {flow.held.data(), flow.held_size};
-  if (forward_end > 0) parts[count++] = {data, forward_end};
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) total += parts[i].size();
   // Counted from the bytes handed on, not from the lengths headers declare: a peer cannot
   // inflate the counter with a header it never follows up.
-  if (forward_end > 0 && !leg_state_[1 - f].lost) {
-    flow.bytes->add(static_cast<int64_t>(flow.held_size + forward_end));
+  if (total > gateway_bytes && !leg_state_[1 - f].lost) {
+    flow.bytes->add(static_cast<int64_t>(total - gateway_bytes));
   }
   if (injectReady(flow)) {
     sendInject(f, {parts.data(), count});
@@ -261,6 +376,14 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
     const bool last = f == kUpstream && flow.mode == Mode::kDone && client.close_received &&
                       client.close_queued && !flows_[kUpstream].inject;
     emit(f, {parts.data(), count}, last);
+  }
+  if (cut_destination) {
+    // The destination has part of a frame whose rest will never come: no frame can follow on
+    // that connection, not even a close. It is closed; the source still gets its close.
+    spdlog::debug("route {}: a frame to {} was refused partway; its connection is closed",
+                  setup_.route->name, legName(1 - f));
+    onLegLost(1 - f, boost::asio::error::connection_aborted);
+    if (!finished_) closeLeg(1 - f);
   }
   maybeFinish();
 }
@@ -274,7 +397,7 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
     rejectSource(f, 1002, violation);
     return false;
   }
-  if (!setup_.filters.empty()) {
+  if (!filters_.empty()) {
     const filters::FrameEvent event{
         directionOf(f),
         header.opcode,
@@ -283,10 +406,12 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
         header.payload_length,
         header.isControl() ? 0 : flow.sequencer.messageLength(),
     };
-    for (size_t i = 0; i < setup_.filters.size(); ++i) {
+    flow.inspecting = 0;
+    for (size_t i = 0; i < filters_.size(); ++i) {
+      current_filter_ = i;
       filters::FrameVerdict verdict;
       try {
-        verdict = setup_.filters[i]->onFrame(event);
+        verdict = filters_[i].filter->onFrame(event);
       } catch (const std::exception& e) {
         failAtBoundary(f, e.what());
         return false;
@@ -294,20 +419,83 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
         failAtBoundary(f, "unknown exception from a filter");
         return false;
       }
-      if (verdict) {
-        worker_.stats.cell(Metric::kFilterRejections, {setup_.route->name, setup_.filter_names[i]})
-            .add(1);
-        spdlog::debug("filter {} closed {} on route {}: {} {}", setup_.filter_names[i],
-                      legName(f), setup_.route->name, verdict->code, verdict->reason);
-        rejectSource(f, verdict->code, verdict->reason);
-        return false;
+      switch (verdict.kind()) {
+        case filters::FrameVerdict::Kind::kClose:
+          filterCloses(f, i, verdict);
+          return false;
+        case filters::FrameVerdict::Kind::kThrottle:
+          flow.resume_at = std::max(flow.resume_at, verdict.until());
+          break;
+        case filters::FrameVerdict::Kind::kInspect:
+          if (i < 64) flow.inspecting |= uint64_t{1} << i;
+          break;
+        case filters::FrameVerdict::Kind::kContinue:
+          break;
       }
       if (finished_ || flow.mode != Mode::kRelay) return false;
     }
+    if (flow.inspecting != 0) flow.inspected = event;
   }
   flow.frames->add(1);
   if (!header.isControl() && flow.sequencer.messageEnded()) flow.messages->add(1);
   return true;
+}
+
+void Session::filterCloses(int f, size_t index, const filters::FrameVerdict& verdict) {
+  worker_.stats
+      .cell(Metric::kFilterRejections, {setup_.route->name, filters_[index].name, verdict.label()})
+      .add(1);
+  spdlog::debug("filter {} closed {} on route {}: {} {}", filters_[index].name, legName(f),
+                setup_.route->name, verdict.code(), verdict.reason());
+  rejectSource(f, verdict.code(), verdict.reason());
+}
+
+// Unmasked into a small buffer on the stack: the bytes forwarded stay as the peer sent them.
+bool Session::inspectPayload(int f, const uint8_t* data, size_t size, bool frame_end) {
+  Flow& flow = flows_[f];
+  std::array<uint8_t, 1024> plain;
+  size_t done = 0;
+  do {
+    const size_t n = std::min(plain.size(), size - done);
+    if (n > 0) std::memcpy(plain.data(), data + done, n);
+    if (flow.inspect_masked) applyMask(plain.data(), n, flow.inspect_mask, flow.inspect_offset);
+    flow.inspect_offset += n;
+    done += n;
+    const bool last = frame_end && done == size;
+    for (size_t i = 0; i < filters_.size() && i < 64; ++i) {
+      if ((flow.inspecting >> i & 1) == 0) continue;
+      current_filter_ = i;
+      filters::FrameVerdict verdict;
+      try {
+        verdict = filters_[i].filter->onPayload(flow.inspected, {plain.data(), n}, last);
+      } catch (const std::exception& e) {
+        failAtBoundary(f, e.what());
+        return false;
+      } catch (...) {
+        failAtBoundary(f, "unknown exception from a filter");
+        return false;
+      }
+      if (verdict.closes()) {
+        filterCloses(f, i, verdict);
+        return false;
+      }
+    }
+  } while (done < size);
+  if (frame_end) flow.inspecting = 0;
+  return true;
+}
+
+bool Session::heldPongIsOurs(int f) const {
+  const Flow& flow = flows_[f];
+  if (flow.pong_size < kPingPayloadSize + 2) return false;
+  const size_t header_size = flow.pong_size - kPingPayloadSize;
+  std::array<uint8_t, kPingPayloadSize> payload;
+  std::memcpy(payload.data(), flow.pong.data() + header_size, kPingPayloadSize);
+  if (flow.pong[1] & 0x80) {
+    const std::array<uint8_t, 4> key = {flow.pong[2], flow.pong[3], flow.pong[4], flow.pong[5]};
+    applyMask(payload.data(), payload.size(), key, 0);
+  }
+  return payload == leg_state_[f].ping_payload;
 }
 
 void Session::capture(Flow& flow, const uint8_t* data, size_t size) {
@@ -411,6 +599,11 @@ void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
   flow.inject = std::make_unique<ControlFrame>(makeCloseFrame(code, reason, leg == kUpstream));
   countClose("gateway", closeCodeLabel(code));
   startCloseTimer();
+  // A throttled leg must be read again for its close reply to come in.
+  if (flows_[leg].resume_at != Clock::time_point{}) {
+    flows_[leg].resume_at = Clock::now();
+    armTimer();
+  }
   if (in_consume_ && consuming_flow_ == f) return;  // consume() injects at its boundary
   if (flow.pending_size != 0) return;                 // written once the pending bytes drain
   if (injectReady(flow)) sendInject(f);               // else onFrameEnd stops at the boundary
@@ -418,12 +611,14 @@ void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
 
 void Session::sendInject(int f, std::span<const const_buffer> before) {
   Flow& flow = flows_[f];
-  const std::unique_ptr<ControlFrame> frame = std::move(flow.inject);
-  if (flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;  // nothing follows a close
-  std::array<const_buffer, 3> parts;
+  const std::unique_ptr<ControlFrame> ping = std::move(flow.ping);
+  const std::unique_ptr<ControlFrame> close = std::move(flow.inject);
+  if (close && flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;  // nothing follows a close
+  std::array<const_buffer, 12> parts;
   size_t count = 0;
   for (const auto& part : before) parts[count++] = part;
-  parts[count++] = {frame->bytes.data(), frame->size};
+  if (ping) parts[count++] = {ping->bytes.data(), ping->size};
+  if (close) parts[count++] = {close->bytes.data(), close->size};
   emit(f, {parts.data(), count});
 }
 
@@ -443,6 +638,7 @@ void Session::onLegLost(int leg, const error_code& ec) {
   into.pending.reset();  // nothing more can reach the lost leg
   into.pending_size = into.pending_offset = 0;
   into.inject.reset();
+  into.ping.reset();
   if (!state.close_received) {
     const bool clean = !ec || ec == boost::asio::error::eof;
     spdlog::debug("{} left route {} without a close frame: {}", legName(leg), setup_.route->name,
@@ -462,27 +658,117 @@ void Session::onLegLost(int leg, const error_code& ec) {
 void Session::startCloseTimer() {
   if (closing_) return;
   closing_ = true;
-  timer_.expires_after(setup_.route->close_timeout);
+  close_deadline_ = Clock::now() + setup_.route->close_timeout;
+  armTimer();
+}
+
+Session::Clock::time_point Session::nextDeadline() const {
+  Clock::time_point next = close_deadline_;
+  const auto idle = setup_.route->idle_timeout;
+  if (!closing_ && idle.count() > 0) next = std::min(next, last_activity_ + idle);
+  for (const Flow& flow : flows_) {
+    if (flow.resume_at != Clock::time_point{}) next = std::min(next, flow.resume_at);
+  }
+  for (const FilterSlot& slot : filters_) next = std::min(next, slot.wake);
+  return next;
+}
+
+// Re-armed only when a deadline comes earlier than the pending wait: later ones (the idle
+// deadline moved by traffic) are found when that wait fires.
+void Session::armTimer() {
+  if (finished_) return;
+  const Clock::time_point next = nextDeadline();
+  if (next >= armed_for_) return;
+  armed_for_ = next;
+  timer_.expires_at(next);  // a pending wait ends with operation_aborted
   timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-    if (!ec) self->guarded([&] { self->finish("closing handshake timed out"); });
+    if (!ec) self->guarded([&] { self->onTimer(ec); });
   });
 }
 
-void Session::armIdleTimer() {
+void Session::onTimer(const error_code& /*ec*/) {
+  if (finished_) return;
+  armed_for_ = kNever;
+  const auto now = Clock::now();
+  if (closing_ && now >= close_deadline_) return finish("closing handshake timed out");
   const auto idle = setup_.route->idle_timeout;
-  if (idle.count() <= 0 || closing_) return;
-  timer_.expires_at(last_activity_ + idle);
-  timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-    if (ec || self->closing_ || self->finished_) return;
-    self->guarded([&] {
-      const auto idle = self->setup_.route->idle_timeout;
-      if (std::chrono::steady_clock::now() - self->last_activity_ < idle) {
-        return self->armIdleTimer();
-      }
-      self->queueClose(kClient, 1001, "idle timeout");
-      self->queueClose(kUpstream, 1001, "idle timeout");
-    });
-  });
+  if (!closing_ && idle.count() > 0 && now - last_activity_ >= idle) {
+    queueClose(kClient, 1001, "idle timeout");
+    queueClose(kUpstream, 1001, "idle timeout");
+  }
+  for (int f = 0; f < 2; ++f) {
+    if (flows_[f].resume_at == Clock::time_point{} || now < flows_[f].resume_at) continue;
+    endThrottle(f, now);
+    resumeRead(f);
+  }
+  for (size_t i = 0; i < filters_.size() && !finished_; ++i) {
+    if (filters_[i].wake > now) continue;
+    filters_[i].wake = kNever;
+    current_filter_ = i;
+    try {
+      filters_[i].filter->onTimer(now);
+    } catch (const std::exception& e) {
+      countFailure(e.what());
+      goAway(1011, "internal error");
+    } catch (...) {
+      countFailure("unknown exception from a filter");
+      goAway(1011, "internal error");
+    }
+  }
+  armTimer();
+}
+
+bool Session::ping(filters::Side side) {
+  const int leg = static_cast<int>(side);
+  LegState& state = leg_state_[leg];
+  Flow& into = flows_[1 - leg];
+  if (finished_ || closing_ || state.lost || state.close_queued || state.close_received ||
+      state.ping_unanswered || into.mode != Mode::kRelay) {
+    return false;
+  }
+  for (size_t i = 0; i < kPingPayloadSize; i += 4) {
+    const auto random = randomMaskKey();
+    std::memcpy(state.ping_payload.data() + i, random.data(), 4);
+  }
+  state.ping_unanswered = true;
+  into.ping = std::make_unique<ControlFrame>(makePingFrame(state.ping_payload, leg == kUpstream));
+  if (in_consume_ && consuming_flow_ == 1 - leg) return true;  // consume() sends it
+  if (into.pending_size == 0 && injectReady(into)) sendInject(1 - leg);
+  return true;
+}
+
+void Session::goAway(uint16_t code, std::string_view reason) {
+  queueClose(kClient, code, reason);
+  queueClose(kUpstream, code, reason);
+}
+
+void Session::abandon(filters::Side side, std::string_view reason) {
+  const int leg = static_cast<int>(side);
+  if (finished_ || leg_state_[leg].lost) return;
+  worker_.stats.cell(Metric::kKeepaliveTimeouts, {setup_.route->name, legName(leg)}).add(1);
+  spdlog::debug("route {}: {} is unresponsive: {}", setup_.route->name, legName(leg), reason);
+  queueClose(1 - leg, 1001, reason);
+  LegState& state = leg_state_[leg];
+  state.lost = true;
+  state.close_received = true;  // nothing more is awaited from it
+  Flow& from = flows_[leg];
+  Flow& into = flows_[1 - leg];
+  into.pending.reset();
+  into.pending_size = into.pending_offset = 0;
+  into.inject.reset();
+  into.ping.reset();
+  from.mode = Mode::kDone;
+  if (into.mode == Mode::kRelay) into.mode = Mode::kDiscard;
+  legs_[leg].cancel();
+  legs_[leg].close();
+  maybeFinish();
+  resumeRead(1 - leg);
+}
+
+void Session::wakeAt(Clock::time_point when) {
+  if (current_filter_ >= filters_.size()) return;
+  filters_[current_filter_].wake = when;
+  armTimer();
 }
 
 // A leg whose closing handshake is complete (its close received, ours or the forwarded one fully
@@ -546,6 +832,7 @@ void Session::finish(std::string_view why) {
   spdlog::debug("session on route {} for {} finished: {}", setup_.route->name,
                 setup_.client_address, why);
   timer_.cancel();
+  armed_for_ = kNever;
   if (!leg_state_[kClient].lost) {
     legs_[kClient].cancel();  // a lingering close takes the socket: no operation may stay on it
     LingeringClose::close(legs_[kClient]);

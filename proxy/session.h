@@ -7,10 +7,16 @@
 // not read again until they are written, so a slow reader slows its writer instead of growing
 // memory.
 //
-// The gateway's own frames (closes) are injected only at frame boundaries of the flow that
-// carries them. Lifetime: every pending handler holds a shared_ptr; the session ends when both
-// closing handshakes are done, a timeout fires, or a leg is lost. Single-threaded: a session
-// lives on the worker that accepted its client.
+// The gateway's own frames (closes, keepalive pings) are injected only at frame boundaries of
+// the flow that carries them; a ping does not end the relay, and the pong answering it is
+// recognised by its payload and kept from the other side. Message filters (made here, one set
+// per session) see every header and may close, throttle a source (its reads wait until a
+// time: TCP backpressure slows the sender) or inspect a frame's payload. All deadlines (close,
+// idle, throttles, filters' wake-ups) share one timer, armed at the earliest.
+//
+// Lifetime: every pending handler holds a shared_ptr; the session ends when both closing
+// handshakes are done, a timeout fires, or a leg is lost. Single-threaded: a session lives on
+// the worker that accepted its client.
 #pragma once
 
 #include <array>
@@ -40,13 +46,16 @@ struct SessionSetup {
   const config::Route* route = nullptr;
   std::string client_address;
   bool permessage_deflate = false;
-  // Per-session message filters with the names used as metric labels, in chain order.
-  std::vector<std::unique_ptr<filters::MessageFilter>> filters;
-  std::vector<std::string_view> filter_names;
+  // Slots handshake filters took for this connection, given back when the session ends.
+  filters::Admissions admissions;
 };
 
-class Session final : public std::enable_shared_from_this<Session>, private RelayBuffers::Holder {
+class Session final : public std::enable_shared_from_this<Session>,
+                      private RelayBuffers::Holder,
+                      private filters::SessionControl {
  public:
+  using Clock = filters::Clock;
+
   Session(WorkerContext& worker, Stream client, Stream upstream, SessionSetup setup,
           ConnectionRecord record);
   ~Session();
@@ -66,6 +75,10 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   };
 
   static constexpr size_t kLandingSize = 256;
+  static constexpr size_t kPingPayloadSize = 8;
+  // A gateway pong from a masked client: the largest frame a held-back pong can be.
+  static constexpr size_t kPongFrameMax = 6 + kPingPayloadSize;
+  static constexpr Clock::time_point kNever = Clock::time_point::max();
   // A busy flow gives its lent buffer back after this many wake-ups in a row fit the slot.
   static constexpr uint8_t kQuietReadsToReturn = 4;
 
@@ -108,6 +121,27 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
     // A gateway close frame to write toward the destination at the next frame boundary;
     // allocated only while queued.
     std::unique_ptr<ControlFrame> inject;
+    // A gateway ping toward the destination, waiting for a frame boundary; allocated only
+    // while queued.
+    std::unique_ptr<ControlFrame> ping;
+
+    // A pong from the source that may answer the gateway's ping is held back whole (header and
+    // payload, at most kPongFrameMax bytes) until its payload shows whose it is.
+    bool pong_held = false;
+    uint8_t pong_size = 0;
+    std::array<uint8_t, kPongFrameMax> pong{};
+
+    // Throttled by a filter: the source is read again no sooner than this.
+    Clock::time_point resume_at{};
+    Clock::time_point throttled_since{};
+    Cell* throttled_us = nullptr;  // looked up at the first throttle
+    // Filters (bit i: filter i) that asked to see the current frame's payload, and how to
+    // unmask it.
+    uint64_t inspecting = 0;
+    filters::FrameEvent inspected{};
+    bool inspect_masked = false;
+    std::array<uint8_t, 4> inspect_mask{};
+    uint64_t inspect_offset = 0;
 
     Cell* frames = nullptr;
     Cell* messages = nullptr;
@@ -122,6 +156,14 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
     bool close_queued = false;    // a close toward the leg was forwarded or queued
     bool lost = false;            // the leg's connection ended or failed
     bool eof = false;             // the leg's peer closed its side of the connection
+    bool ping_unanswered = false;  // the gateway's ping to it awaits its pong
+    std::array<uint8_t, kPingPayloadSize> ping_payload{};
+  };
+
+  struct FilterSlot {
+    std::unique_ptr<filters::MessageFilter> filter;
+    std::string_view name;  // the metric label
+    Clock::time_point wake = kNever;
   };
 
 
@@ -135,6 +177,12 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   void consume(int f, const uint8_t* data, size_t size);
   // Header checks and filters for a complete header in relay mode; false if it ended the relay.
   bool admitHeader(int f, const FrameHeader& header);
+  // Shows inspecting filters a piece of the current frame's payload; false if one closed.
+  bool inspectPayload(int f, const uint8_t* data, size_t size, bool frame_end);
+  // A filter's verdict to close flow `f`'s source (counted and logged).
+  void filterCloses(int f, size_t index, const filters::FrameVerdict& verdict);
+  // Whether the held-back pong of flow `f` (complete) answers the gateway's ping.
+  bool heldPongIsOurs(int f) const;
   void onFrameEnd(int f);
   void capture(Flow& flow, const uint8_t* data, size_t size);
 
@@ -153,14 +201,28 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   void onLegLost(int leg, const boost::system::error_code& ec);
   void watchClientAfterClose();
   void dropClient();
-  // True when flow `f` has a close queued and its output is at a frame boundary.
+  // True when flow `f` has a close or ping queued and its output is at a frame boundary.
   bool injectReady(const Flow& flow) const {
-    return flow.inject && (flow.mode != Mode::kRelay || flow.remaining == 0);
+    return (flow.inject || flow.ping) && !flow.pong_held &&
+           (flow.mode != Mode::kRelay || flow.remaining == 0);
   }
-  // Writes the queued close of flow `f` (injectReady must hold), after `parts` if given.
+  // Writes the queued ping, then the queued close, of flow `f` (injectReady must hold), after
+  // `parts` if given.
   void sendInject(int f, std::span<const boost::asio::const_buffer> before = {});
   void startCloseTimer();
-  void armIdleTimer();
+  // The session's one timer, armed for the earliest of its deadlines.
+  Clock::time_point nextDeadline() const;
+  void armTimer();
+  void onTimer(const boost::system::error_code& ec);
+  // Whether flow `f`'s source must wait (then the timer is armed for it).
+  bool throttled(int f);
+  void endThrottle(int f, Clock::time_point now);
+
+  // SessionControl, for the filters.
+  bool ping(filters::Side side) override;
+  void goAway(uint16_t code, std::string_view reason) override;
+  void abandon(filters::Side side, std::string_view reason) override;
+  void wakeAt(Clock::time_point when) override;
   void maybeFinish();
   // After its closing handshake, waits for the backend to close the TCP connection first (RFC
   // 6455 §7.1.1: the server closes first and keeps TIME_WAIT); bounded by the close timer. On
@@ -192,10 +254,14 @@ class Session final : public std::enable_shared_from_this<Session>, private Rela
   ConnectionRecord record_;
   std::array<Flow, 2> flows_;
   std::array<LegState, 2> leg_state_;
+  std::vector<FilterSlot> filters_;
+  size_t current_filter_ = 0;  // the filter being called (whose wakeAt it is)
   boost::asio::steady_timer timer_;
-  std::chrono::steady_clock::time_point last_activity_;
-  std::chrono::steady_clock::time_point started_;
-  bool closing_ = false;  // close timer armed: the session is ending
+  Clock::time_point armed_for_ = kNever;  // when the timer's pending wait fires
+  Clock::time_point close_deadline_ = kNever;
+  Clock::time_point last_activity_;
+  Clock::time_point started_;
+  bool closing_ = false;  // close deadline set: the session is ending
   bool finished_ = false;
   bool in_consume_ = false;  // consume() of `consuming_flow_` is building its output
   int consuming_flow_ = 0;

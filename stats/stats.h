@@ -31,10 +31,12 @@ enum class Metric : uint8_t {
   kFilterRejections,
   kFrames,
   kHandshakeRejections,
+  kKeepaliveTimeouts,
   kMessages,
   kProtocolErrors,
   kRelayBufferBytes,
   kSessionFailures,
+  kThrottledSeconds,
   kTlsHandshakeFailures,
   kTlsHandshakes,
   kUpstreamConnectFailures,
@@ -48,6 +50,7 @@ struct MetricInfo {
   std::string_view help;
   bool gauge;
   std::vector<std::string_view> labels;
+  double scale = 1.0;  // exported value = cell value × scale (cells are integers)
 };
 
 const MetricInfo& metricInfo(Metric metric);

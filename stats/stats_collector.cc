@@ -23,9 +23,9 @@ std::vector<prometheus::MetricFamily> StatsCollector::Collect() const {
       metric.label.push_back({std::string(info.labels[l]), key.second[l]});
     }
     if (info.gauge) {
-      metric.gauge.value = static_cast<double>(value);
+      metric.gauge.value = static_cast<double>(value) * info.scale;
     } else {
-      metric.counter.value = static_cast<double>(value);
+      metric.counter.value = static_cast<double>(value) * info.scale;
     }
     families[static_cast<size_t>(key.first)].metric.push_back(std::move(metric));
   }

@@ -75,7 +75,7 @@ void checkConfig(const config::Config& c) {
         FUZZ_CHECK(factory != nullptr);
         FUZZ_CHECK(factory->name() == spec.name);
         factory->handshakeFilter();
-        factory->newMessageFilter();
+        factory->newMessageFilter({});
       }
     }
     // Every route can be found by the router with what it matches on. Not checked for values

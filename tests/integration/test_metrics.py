@@ -17,7 +17,7 @@ FAMILIES = {
     "wsgate_bytes_total": ("counter", {"route", "direction"}),
     "wsgate_close_codes_total": ("counter", {"route", "side", "code"}),
     "wsgate_upstream_connect_failures_total": ("counter", {"cluster"}),
-    "wsgate_filter_rejections_total": ("counter", {"route", "filter"}),
+    "wsgate_filter_rejections_total": ("counter", {"route", "filter", "reason"}),
     "wsgate_relay_buffer_bytes": ("gauge", set()),
 }
 
@@ -113,7 +113,8 @@ def test_metrics_count_what_was_sent_and_pass_promtool(start_gateway, backends):
     for reason, n in reasons.items():
         assert gw.wait_metric("wsgate_handshake_rejections_total", n, listener="public",
                               reason=reason) == n, reason
-    assert m("wsgate_filter_rejections_total", route="app", filter="origin") == 1
+    assert m("wsgate_filter_rejections_total", route="app", filter="origin",
+             reason="origin_not_allowed") == 1
     assert m("wsgate_upstream_connect_failures_total", cluster="dead") == 2
     assert m("wsgate_upstream_connect_failures_total", cluster="app") == 0
 
@@ -123,7 +124,7 @@ def test_metrics_count_what_was_sent_and_pass_promtool(start_gateway, backends):
     c.send(encode_frame(BINARY, b"o" * 3000))
     assert c.read_close()[0] == 1009
     assert gw.wait_metric("wsgate_filter_rejections_total", 1, route="app",
-                          filter="message_size") == 1
+                          filter="message_size", reason="message_too_big") == 1
     assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="gateway",
                           code="1009") == 1
     assert gw.wait_metric("wsgate_close_codes_total", 1, route="app", side="gateway",

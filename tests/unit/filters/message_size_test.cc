@@ -32,8 +32,8 @@ TEST(MessageSizeFilter, IsAMessageFilterOnly) {
   ASSERT_TRUE(b.factory) << b.errors;
   EXPECT_EQ(b.factory->name(), "message_size");
   EXPECT_EQ(b.factory->handshakeFilter(), nullptr);
-  auto first = b.factory->newMessageFilter();
-  auto second = b.factory->newMessageFilter();
+  auto first = b.factory->newMessageFilter({});
+  auto second = b.factory->newMessageFilter({});
   ASSERT_TRUE(first);
   ASSERT_TRUE(second);
   EXPECT_NE(first.get(), second.get());  // one per session
@@ -42,46 +42,47 @@ TEST(MessageSizeFilter, IsAMessageFilterOnly) {
 TEST(MessageSizeFilter, ClosesWith1009OverFrameOrMessageLimit) {
   auto b = build("{ max_frame_bytes: 100, max_message_bytes: 1KiB }");
   ASSERT_TRUE(b.factory) << b.errors;
-  auto f = b.factory->newMessageFilter();
-  EXPECT_FALSE(f->onFrame(frame(kC2U, 2, 100, 100)));
+  auto f = b.factory->newMessageFilter({});
+  EXPECT_FALSE(f->onFrame(frame(kC2U, 2, 100, 100)).closes());
   auto big_frame = f->onFrame(frame(kC2U, 2, 101, 101));
-  ASSERT_TRUE(big_frame);
-  EXPECT_EQ(big_frame->code, 1009);
-  EXPECT_EQ(big_frame->reason, "frame too big");
+  ASSERT_TRUE(big_frame.closes());
+  EXPECT_EQ(big_frame.code(), 1009);
+  EXPECT_EQ(big_frame.reason(), "frame too big");
+  EXPECT_EQ(big_frame.label(), "frame_too_big");
   // A fragmented message: each frame is small, the sum is not.
-  EXPECT_FALSE(f->onFrame(frame(kC2U, 1, 100, 100)));
-  EXPECT_FALSE(f->onFrame(frame(kC2U, 0, 100, 1024)));
+  EXPECT_FALSE(f->onFrame(frame(kC2U, 1, 100, 100)).closes());
+  EXPECT_FALSE(f->onFrame(frame(kC2U, 0, 100, 1024)).closes());
   auto big_message = f->onFrame(frame(kC2U, 0, 100, 1025));
-  ASSERT_TRUE(big_message);
-  EXPECT_EQ(big_message->code, 1009);
-  EXPECT_EQ(big_message->reason, "message too big");
+  ASSERT_TRUE(big_message.closes());
+  EXPECT_EQ(big_message.code(), 1009);
+  EXPECT_EQ(big_message.reason(), "message too big");
 }
 
 TEST(MessageSizeFilter, FrameLimitIsCheckedBeforeMessageLimit) {
   auto b = build("{ max_frame_bytes: 10, max_message_bytes: 10 }");
   ASSERT_TRUE(b.factory) << b.errors;
-  auto verdict = b.factory->newMessageFilter()->onFrame(frame(kC2U, 2, 11, 11));
-  ASSERT_TRUE(verdict);
-  EXPECT_EQ(verdict->reason, "frame too big");
+  auto verdict = b.factory->newMessageFilter({})->onFrame(frame(kC2U, 2, 11, 11));
+  ASSERT_TRUE(verdict.closes());
+  EXPECT_EQ(verdict.reason(), "frame too big");
 }
 
 TEST(MessageSizeFilter, OnlyDataFramesAreLimited) {
   auto b = build("{ max_frame_bytes: 1, max_message_bytes: 1 }");
   ASSERT_TRUE(b.factory) << b.errors;
-  auto f = b.factory->newMessageFilter();
-  for (uint8_t opcode : {8, 9, 10}) EXPECT_FALSE(f->onFrame(frame(kC2U, opcode, 125, 0)));
-  for (uint8_t opcode : {0, 1, 2}) EXPECT_TRUE(f->onFrame(frame(kC2U, opcode, 2, 2)));
+  auto f = b.factory->newMessageFilter({});
+  for (uint8_t opcode : {8, 9, 10}) EXPECT_FALSE(f->onFrame(frame(kC2U, opcode, 125, 0)).closes());
+  for (uint8_t opcode : {0, 1, 2}) EXPECT_TRUE(f->onFrame(frame(kC2U, opcode, 2, 2)).closes());
 }
 
 TEST(MessageSizeFilter, EachLimitAloneLeavesTheOtherUnbounded) {
   auto frames_only = build("{ max_frame_bytes: 10 }");
   ASSERT_TRUE(frames_only.factory) << frames_only.errors;
-  EXPECT_FALSE(frames_only.factory->newMessageFilter()->onFrame(frame(kC2U, 0, 10, 1u << 30)));
+  EXPECT_FALSE(frames_only.factory->newMessageFilter({})->onFrame(frame(kC2U, 0, 10, 1u << 30)).closes());
   auto messages_only = build("{ max_message_bytes: 1MiB }");
   ASSERT_TRUE(messages_only.factory) << messages_only.errors;
-  auto f = messages_only.factory->newMessageFilter();
-  EXPECT_FALSE(f->onFrame(frame(kC2U, 2, 1u << 20, 1u << 20)));
-  EXPECT_TRUE(f->onFrame(frame(kC2U, 2, (1u << 20) + 1, (1u << 20) + 1)));
+  auto f = messages_only.factory->newMessageFilter({});
+  EXPECT_FALSE(f->onFrame(frame(kC2U, 2, 1u << 20, 1u << 20)).closes());
+  EXPECT_TRUE(f->onFrame(frame(kC2U, 2, (1u << 20) + 1, (1u << 20) + 1)).closes());
 }
 
 TEST(MessageSizeFilter, DirectionLimitsWhereItApplies) {
@@ -94,14 +95,14 @@ TEST(MessageSizeFilter, DirectionLimitsWhereItApplies) {
                         Case{"upstream_to_client", false, true}}) {
     auto b = build(std::string("{ max_message_bytes: 10, direction: ") + c.direction + " }");
     ASSERT_TRUE(b.factory) << b.errors;
-    auto f = b.factory->newMessageFilter();
-    EXPECT_EQ(f->onFrame(frame(kC2U, 1, 11, 11)).has_value(), c.limits_c2u) << c.direction;
-    EXPECT_EQ(f->onFrame(frame(kU2C, 1, 11, 11)).has_value(), c.limits_u2c) << c.direction;
+    auto f = b.factory->newMessageFilter({});
+    EXPECT_EQ(f->onFrame(frame(kC2U, 1, 11, 11)).closes(), c.limits_c2u) << c.direction;
+    EXPECT_EQ(f->onFrame(frame(kU2C, 1, 11, 11)).closes(), c.limits_u2c) << c.direction;
   }
   auto by_default = build("{ max_message_bytes: 10 }");
-  auto f = by_default.factory->newMessageFilter();
-  EXPECT_TRUE(f->onFrame(frame(kC2U, 1, 11, 11)));
-  EXPECT_TRUE(f->onFrame(frame(kU2C, 1, 11, 11)));
+  auto f = by_default.factory->newMessageFilter({});
+  EXPECT_TRUE(f->onFrame(frame(kC2U, 1, 11, 11)).closes());
+  EXPECT_TRUE(f->onFrame(frame(kU2C, 1, 11, 11)).closes());
 }
 
 TEST(MessageSizeFilter, ConfigErrors) {

@@ -42,7 +42,7 @@ TEST(OriginFilter, IsAHandshakeFilterOnly) {
   ASSERT_TRUE(b.factory) << b.errors;
   EXPECT_EQ(b.factory->name(), "origin");
   EXPECT_NE(b.factory->handshakeFilter(), nullptr);
-  EXPECT_EQ(b.factory->newMessageFilter(), nullptr);
+  EXPECT_EQ(b.factory->newMessageFilter({}), nullptr);
 }
 
 TEST(OriginFilter, MatchesTheAllowListExactlyAndWildcardsAtAnyDepth) {

@@ -30,7 +30,20 @@ class ThrowingFilter final : public filters::MessageFilter {
   explicit ThrowingFilter(std::function<void()> raise) : raise_(std::move(raise)) {}
   filters::FrameVerdict onFrame(const filters::FrameEvent& frame) override {
     if (frame.opcode == opcode::kText) raise_();
-    return std::nullopt;
+    return {};
+  }
+
+ private:
+  std::function<void()> raise_;
+};
+
+class ThrowingFactory final : public filters::FilterFactory {
+ public:
+  explicit ThrowingFactory(std::function<void()> raise) : raise_(std::move(raise)) {}
+  std::string_view name() const override { return "thrower"; }
+  std::unique_ptr<filters::MessageFilter> newMessageFilter(
+      const filters::SessionContext&) const override {
+    return std::make_unique<ThrowingFilter>(raise_);
   }
 
  private:
@@ -122,17 +135,18 @@ class SessionFailureTest : public ::testing::TestWithParam<std::string> {
     config_ = config;
   }
 
-  // A session between `client` and `upstream`, with `filter` (if any) on its route.
-  std::shared_ptr<Session> open(Peer& client, Peer& upstream,
-                                std::unique_ptr<filters::MessageFilter> filter) {
-    SessionSetup setup;
-    setup.config = config_;
-    setup.route = &config_->listeners[0].routes[0];
-    setup.client_address = "127.0.0.1";
-    if (filter) {
-      setup.filters.push_back(std::move(filter));
-      setup.filter_names.push_back("thrower");
+  // A session between `client` and `upstream`, with a filter that calls `raise` on each text
+  // frame (if given) on its route.
+  std::shared_ptr<Session> open(Peer& client, Peer& upstream, std::function<void()> raise) {
+    auto config = std::make_shared<config::Config>(*config_);
+    if (raise) {
+      config->listeners[0].routes[0].filters.push_back(
+          {"thrower", "filters[0].thrower", std::make_shared<ThrowingFactory>(std::move(raise))});
     }
+    SessionSetup setup;
+    setup.config = config;
+    setup.route = &config->listeners[0].routes[0];
+    setup.client_address = "127.0.0.1";
     auto session = std::make_shared<Session>(context_, streamWithPeer(io_, client),
                                              streamWithPeer(io_, upstream), std::move(setup),
                                              ConnectionRecord(stats_, "public"));
@@ -170,10 +184,10 @@ class SessionFailureTest : public ::testing::TestWithParam<std::string> {
 TEST_P(SessionFailureTest, ThrowingFilterClosesOnlyItsSessionWith1011) {
   const std::string kind = GetParam();
   Peer client, upstream, other_client, other_upstream;
-  std::weak_ptr<Session> failing = open(client, upstream, std::make_unique<ThrowingFilter>([kind] {
+  std::weak_ptr<Session> failing = open(client, upstream, [kind] {
                                           if (kind == "bad_alloc") throw std::bad_alloc();
                                           throw std::runtime_error("filter broke");
-                                        }));
+                                        });
   std::weak_ptr<Session> healthy = open(other_client, other_upstream, nullptr);
 
   client.send(frame(opcode::kText, "boom", true));
