@@ -64,4 +64,24 @@ std::optional<uint64_t> parseSize(std::string_view text) {
   return std::nullopt;
 }
 
+std::optional<double> parseRate(std::string_view text) {
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  const auto amount = parseSize(text.substr(0, slash));
+  std::string_view per = text.substr(slash + 1);
+  if (!amount || *amount == 0) return std::nullopt;
+  std::chrono::milliseconds period{0};
+  if (per == "s") {
+    period = std::chrono::seconds(1);
+  } else if (per == "m") {
+    period = std::chrono::minutes(1);
+  } else if (per == "h") {
+    period = std::chrono::hours(1);
+  } else if (auto parsed = parseDuration(per)) {
+    period = *parsed;
+  }
+  if (period.count() <= 0) return std::nullopt;
+  return static_cast<double>(*amount) * 1000.0 / static_cast<double>(period.count());
+}
+
 }  // namespace wsgate::config

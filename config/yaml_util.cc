@@ -95,6 +95,18 @@ std::optional<uint64_t> readSize(const YAML::Node& node, const std::string& path
   return value;
 }
 
+std::optional<double> readRate(const YAML::Node& node, const std::string& path,
+                               Diagnostics& diags) {
+  std::optional<double> value;
+  if (node.IsScalar()) value = parseRate(node.Scalar());
+  if (!value) {
+    diags.error(node, path,
+                "invalid rate \"" + scalarText(node) +
+                    "\" (a count or size per time, above 0: 100/s, 1MiB/s, 600/m)");
+  }
+  return value;
+}
+
 std::optional<std::chrono::milliseconds> readDuration(const YAML::Node& node,
                                                       const std::string& path,
                                                       Diagnostics& diags) {

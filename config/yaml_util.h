@@ -27,6 +27,9 @@ std::optional<uint64_t> readSize(const YAML::Node& node, const std::string& path
                                  Diagnostics& diags);
 std::optional<std::chrono::milliseconds> readDuration(const YAML::Node& node,
                                                       const std::string& path, Diagnostics& diags);
+// A rate per second ("100/s", "1MiB/s"; see units.h).
+std::optional<double> readRate(const YAML::Node& node, const std::string& path,
+                               Diagnostics& diags);
 // Integer within [min, max].
 std::optional<int64_t> readInt(const YAML::Node& node, const std::string& path, int64_t min,
                                int64_t max, Diagnostics& diags);

@@ -40,3 +40,25 @@ TEST(ParseSize, RejectsBadUnitsNegativeAndOverflow) {
 
 }  // namespace
 }  // namespace wsgate::config
+
+namespace wsgate::config {
+namespace {
+
+TEST(ParseRate, CountsAndSizesPerTime) {
+  EXPECT_DOUBLE_EQ(*parseRate("100/s"), 100.0);
+  EXPECT_DOUBLE_EQ(*parseRate("1MiB/s"), 1048576.0);
+  EXPECT_DOUBLE_EQ(*parseRate("600/m"), 10.0);
+  EXPECT_DOUBLE_EQ(*parseRate("3600/h"), 1.0);
+  EXPECT_DOUBLE_EQ(*parseRate("20/500ms"), 40.0);
+  EXPECT_DOUBLE_EQ(*parseRate("5/10s"), 0.5);
+}
+
+TEST(ParseRate, RefusesWhatIsNotARateAbove0) {
+  for (const char* text : {"", "100", "/s", "100/", "0/s", "-1/s", "100/x", "100/0s", "1e3/s",
+                           "100 per s", "100/s/s"}) {
+    EXPECT_FALSE(parseRate(text)) << text;
+  }
+}
+
+}  // namespace
+}  // namespace wsgate::config
