@@ -207,7 +207,7 @@ namespace {
 template <typename Visit>
 void forEachForwardedField(const RequestHead& client_request,
                            std::string_view client_ip, std::string_view proto,
-                           ForwardedIdentity identity, Visit&& visit) {
+                           ForwardedIdentity identity, bool drop_extensions, Visit&& visit) {
   // Hop-by-hop: RFC 9110 §7.6.1, plus whatever the client's Connection header names.
   static constexpr std::array<std::string_view, 6> kHopByHop = {
       "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"};
@@ -240,6 +240,7 @@ void forEachForwardedField(const RequestHead& client_request,
     if (startsWithIgnoreCase(name, "proxy-")) return true;
     if (iequals(name, "x-forwarded-proto")) return true;  // set below, never trusted from clients
     if (!identity.header.empty() && iequals(name, identity.header)) return true;  // likewise
+    if (drop_extensions && iequals(name, "sec-websocket-extensions")) return true;
     // The backend cannot complete the handshake without Host and Sec-WebSocket-*, so a client
     // naming them in Connection must not be able to strip them.
     if (iequals(name, "host") || startsWithIgnoreCase(name, "sec-websocket-")) return false;
@@ -267,12 +268,13 @@ void forEachForwardedField(const RequestHead& client_request,
 }  // namespace
 
 RequestHead makeUpstreamRequest(const RequestHead& client_request, std::string_view client_ip,
-                                std::string_view proto, ForwardedIdentity identity) {
+                                std::string_view proto, ForwardedIdentity identity,
+                                bool drop_extensions) {
   RequestHead out;
   out.method(client_request.method());
   out.target(client_request.target());
   out.version(11);
-  forEachForwardedField(client_request, client_ip, proto, identity,
+  forEachForwardedField(client_request, client_ip, proto, identity, drop_extensions,
                         [&](std::string_view name, std::string_view value) {
                           out.insert(name, value);
                         });
@@ -280,10 +282,11 @@ RequestHead makeUpstreamRequest(const RequestHead& client_request, std::string_v
 }
 
 std::string upstreamRequestHead(const RequestHead& client_request, std::string_view client_ip,
-                                std::string_view proto, ForwardedIdentity identity) {
+                                std::string_view proto, ForwardedIdentity identity,
+                                bool drop_extensions) {
   HeadWriter head;
   head.requestLine(client_request.method_string(), client_request.target(), 11);
-  forEachForwardedField(client_request, client_ip, proto, identity,
+  forEachForwardedField(client_request, client_ip, proto, identity, drop_extensions,
                         [&](std::string_view name, std::string_view value) {
                           head.field(name, value);
                         });

@@ -44,16 +44,20 @@ std::variant<ClientUpgrade, HttpRejection> validateUpgradeRequest(const RequestH
 // and `X-Forwarded-Proto` set. Sec-WebSocket-* headers and Host pass through unchanged.
 // `identity`: a header the gateway alone may set (the verified client certificate): whatever the
 // client sent under that name is dropped, and the value is added when there is one.
+// `drop_extensions`: Sec-WebSocket-Extensions is not forwarded (a route whose filters read
+// payloads keeps messages uncompressed).
 struct ForwardedIdentity {
   std::string_view header;  // empty: none
   std::string_view value;   // empty: not added
 };
 RequestHead makeUpstreamRequest(const RequestHead& client_request, std::string_view client_ip,
-                                std::string_view proto, ForwardedIdentity identity = {});
+                                std::string_view proto, ForwardedIdentity identity = {},
+                                bool drop_extensions = false);
 
 // The same request as wire bytes (see http_head.h), built without an intermediate header.
 std::string upstreamRequestHead(const RequestHead& client_request, std::string_view client_ip,
-                                std::string_view proto, ForwardedIdentity identity = {});
+                                std::string_view proto, ForwardedIdentity identity = {},
+                                bool drop_extensions = false);
 
 // What the backend's 101 agreed to.
 struct UpstreamAgreement {

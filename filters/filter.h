@@ -99,6 +99,7 @@ struct FrameEvent {
   bool compressed;           // RSV1 on the first frame of a permessage-deflate message
   uint64_t payload_length;   // this frame
   uint64_t message_length;   // data frames: bytes of the message so far, this frame included
+  Clock::time_point now{};   // when the read that brought this header woke the session
   bool isControl() const { return opcode >= 8; }
 };
 
@@ -207,6 +208,9 @@ class FilterFactory : public config::BuiltFilter {
   virtual std::string_view name() const = 0;
   // Stateless and shared; nullptr if this filter does not look at handshakes.
   virtual const HandshakeFilter* handshakeFilter() const { return nullptr; }
+  // True if this filter reads payloads (FrameVerdict::inspect): routes with such a filter do
+  // not forward the client's Sec-WebSocket-Extensions, so that payloads are never compressed.
+  virtual bool readsPayload() const { return false; }
   // A fresh per-session filter; nullptr if this filter does not look at frames.
   virtual std::unique_ptr<MessageFilter> newMessageFilter(const SessionContext&) const {
     return nullptr;

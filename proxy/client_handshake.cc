@@ -1,5 +1,6 @@
 #include "proxy/client_handshake.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 
@@ -262,8 +263,16 @@ asio::awaitable<void> Handshake::run() {
     co_return co_await reject(502, "upstream unavailable", "upstream_unavailable");
   }
   Stream& upstream = *connection.stream;
-  const std::string forwarded = upstreamRequestHead(
-      request, client_ip_, schemeOf(client_), {route->client_cert_header, identity_});
+  // Filters that read payloads need them uncompressed: no extension is offered to the backend,
+  // and one it agrees to anyway is refused as not offered.
+  const bool plain_payloads =
+      std::any_of(route->filters.begin(), route->filters.end(), [](const config::FilterSpec& s) {
+        return static_cast<const filters::FilterFactory*>(s.built.get())->readsPayload();
+      });
+  if (plain_payloads) upgrade.extension_names.clear();
+  const std::string forwarded =
+      upstreamRequestHead(request, client_ip_, schemeOf(client_),
+                          {route->client_cert_header, identity_}, plain_payloads);
   beast::flat_buffer upstream_buffer(kMaxUpstreamHead + kMaxUpstreamBody);
   http::response_parser<http::string_body> response_parser;
   response_parser.header_limit(kMaxUpstreamHead);

@@ -227,6 +227,7 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   Flow& flow = flows_[f];
   in_consume_ = true;
   consuming_flow_ = f;
+  if (!filters_.empty()) read_time_ = Clock::now();  // one clock read per wake-up, not per frame
   bool forwarding = flow.mode == Mode::kRelay;
   std::array<const_buffer, 10> parts;
   size_t count = 0;
@@ -405,6 +406,7 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
         !header.isControl() && flow.sequencer.compressed(),
         header.payload_length,
         header.isControl() ? 0 : flow.sequencer.messageLength(),
+        read_time_,
     };
     flow.inspecting = 0;
     for (size_t i = 0; i < filters_.size(); ++i) {

@@ -261,6 +261,7 @@ class Session final : public std::enable_shared_from_this<Session>,
   Clock::time_point close_deadline_ = kNever;
   Clock::time_point last_activity_;
   Clock::time_point started_;
+  Clock::time_point read_time_;  // the clock at the current consume(), for filters
   bool closing_ = false;  // close deadline set: the session is ending
   bool finished_ = false;
   bool in_consume_ = false;  // consume() of `consuming_flow_` is building its output
