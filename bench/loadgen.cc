@@ -93,6 +93,7 @@ struct Options {
   // handshakes: send the close frame and close the connection at once, without waiting for the
   // reply (mobile apps going to background, crashed tabs, many load generators).
   bool abruptClose = false;
+  bool text = false;  // echo/rate: text messages (ASCII) instead of binary
   double hold = 60;
   double warmup = 0.5;
   double connectTimeout = 10;
@@ -257,7 +258,7 @@ Ws makeStream(asio::io_context& io, TlsClient* tls) {
 }
 
 template <class Ws>
-void configureClient(Ws& ws, size_t messageSize) {
+void configureClient(Ws& ws, size_t messageSize, bool text) {
   ErrorCode ignored;  // a connection already reset fails its handshake instead
   beast::get_lowest_layer(ws).set_option(tcp::no_delay(true), ignored);
   ws.set_option(websocket::permessage_deflate{});
@@ -266,7 +267,7 @@ void configureClient(Ws& ws, size_t messageSize) {
   // Beast masks client frames through this buffer: size it so a message goes out in one write,
   // as a browser would send it, instead of 4 KiB pieces that cost every proxy extra reads.
   ws.write_buffer_bytes(std::clamp<size_t>(messageSize + 16, 4096, 1 << 20));
-  ws.binary(true);
+  ws.binary(!text);
 }
 
 // Connect, TLS handshake (--tls), WebSocket upgrade.
@@ -275,7 +276,7 @@ asio::awaitable<ErrorCode> connectAndUpgrade(Ws& ws, const tcp::endpoint& endpoi
                                              const Options& o, size_t messageSize, Stats& stats) {
   auto [ec] = co_await beast::get_lowest_layer(ws).async_connect(endpoint, kAwait);
   if (ec) co_return ec;
-  configureClient(ws, messageSize);
+  configureClient(ws, messageSize, o.text);
   if constexpr (kIsTls<Ws>) {
     auto& tls = ws.next_layer();
     if (!o.serverName.empty()) {
@@ -943,6 +944,8 @@ int main(int argc, char** argv) {
   app.add_flag("--abrupt-close", o.abruptClose,
                "handshakes: send the close frame and close the connection without waiting for "
                "the reply");
+  app.add_flag("--text", o.text,
+               "echo/rate: send text messages (ASCII 'x'), e.g. through a utf8 filter");
   app.add_option("--hold", o.hold, "hold: seconds to keep the connections at most")
       ->capture_default_str();
   app.add_option("--warmup", o.warmup, "seconds of load before the window opens")

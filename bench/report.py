@@ -9,6 +9,7 @@ import statistics
 import sys
 
 PROXIES = ["wsgate", "nginx", "haproxy-http", "haproxy-tcp", "wsgate-twin"]
+FILTER_INSTANCES = ["wsgate-filters", "wsgate-utf8", "wsgate-keepalive"]
 SIZES = [("echo-64", "64 B"), ("echo-4k", "4 KiB"), ("echo-64k", "64 KiB")]
 WSS_SIZES = [("wss-echo-64", "64 B"), ("wss-echo-4k", "4 KiB")]
 WSS_SCENARIOS = [s for s, _ in WSS_SIZES] + ["wss-handshakes", "wss-idle"]
@@ -303,6 +304,36 @@ for scenario, label in [("handshakes", "handshake"), ("echo-64", "64 B echo"),
 block("TCP segments sent on loopback per unit, by every process (load generator, proxy, "
       "backend), in the sequential runs:", segments)
 
+# --- filters (issue 19): their cost on the relay, and keepalive on idle sessions -----------------
+filters = []
+for s_, size in SIZES[:2]:
+    for scenario, reference, target, label in [
+            (f"paired-filters-{s_}", "wsgate", 1.10, "wsgate without filters"),
+            (f"paired-filters-tcp-{s_}", "haproxy-tcp", 1.00, "haproxy-tcp")]:
+        v, spread = round_ratios(scenario, "wsgate-filters", reference)
+        if v is not None:
+            met = " ✓" if v <= target else " ✗"
+            filters.append(f"- CPU per {size} message, wsgate with rate_limit, keepalive, "
+                           f"max_duration, message_size / {label}: {num(v, 2)} (same load, same "
+                           f"time, target ≤ {target:.2f}{spread.replace('rounds', 'pairs')}){met}"
+                           f"{flag('wsgate-filters', scenario) or flag(reference, scenario)}")
+    v, spread = round_ratios(f"paired-utf8-{s_}", "wsgate-utf8", "wsgate")
+    if v is not None:
+        filters.append(f"- CPU per {size} text message, wsgate with utf8 / without: {num(v, 2)} "
+                       f"(same load, same time{spread.replace('rounds', 'pairs')})"
+                       f"{flag('wsgate-utf8', f'paired-utf8-{s_}')}")
+k = result("wsgate-keepalive", "keepalive-idle")
+if k:
+    per = k.get("rss_kib_per_conn")
+    filters.append(f"- keepalive every 1 s on both legs of {k.get('held', 0):,} idle sessions: "
+                   f"{num(k.get('pings'))} pings in {num(k.get('window_s'))} s, "
+                   f"{num(k.get('proxy_cpu_us_per_ping'), 2)} CPU µs per ping sent and answered, "
+                   f"{num(k.get('keepalive_timeouts'))} timeouts; RSS per idle session "
+                   f"{num(per, 2)} KiB (target ≤ 4 KiB)"
+                   f"{(' ✓' if per <= 4 else ' ✗') if per is not None else ''}"
+                   f"{flag('wsgate-keepalive', 'keepalive-idle')}")
+block("Filters (issue 19), each wsgate with filters a process of its own:", filters)
+
 # Whether the load side kept up: with one core for load generator and backend, the msgs/s of the
 # echo scenarios are bounded by that core long before a proxy saturates its own.
 busy = []
@@ -321,7 +352,7 @@ block("CPU busy during the echo windows, proxy / load generator + echo backend (
 
 notes = []
 statuses = {}  # instance -> why it did not run or stopped: said once, not again for every run
-for p in PROXIES + [f"{p}-tls" for p in PROXIES]:
+for p in PROXIES + [f"{p}-tls" for p in PROXIES] + FILTER_INSTANCES:
     if meta.get(f"status_{p}"):
         statuses[p] = meta[f"status_{p}"]
         notes.append(f"- {p}: {statuses[p]}")

@@ -46,6 +46,13 @@ rounds=${BENCH_ROUNDS:-1}
 paired=${BENCH_PAIRED:-1}
 tls_mode=${BENCH_TLS:-auto}
 tls_instances=() tls_note=off  # the TLS instances that run; the wss scenarios' state, for the report
+# The filter instances: wsgate with the filters of issue 19 on its route (far above the load),
+# with utf8 alone, and with keepalive alone (1 s), each a process of its own.
+filter_instances=()
+if [[ ${BENCH_FILTERS:-1} = 1 && " ${proxies[*]} " = *" wsgate "* ]]; then
+  filter_instances=(wsgate-filters wsgate-utf8 wsgate-keepalive)
+fi
+keepalive_window=${BENCH_KEEPALIVE_WINDOW:-10}  # seconds of keepalive on idle sessions, measured
 case $tls_mode in
   0 | 1 | auto) ;;
   *) echo "bench: BENCH_TLS must be auto, 1 or 0 (not '$tls_mode')" >&2; exit 2 ;;
@@ -191,6 +198,15 @@ wait_port() {  # port pid: up to 10 s, while pid lives
   return 1
 }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # utime + stime
+admin_metric() {  # instance metric: the sum of its series on the instance's admin listener
+  "$python" - "http://127.0.0.1:${admin_port[$1]}/metrics" "$2" <<'PY' 2>/dev/null || echo 0
+import sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+print(int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+              if l.startswith(sys.argv[2] + "{") or l.startswith(sys.argv[2] + " "))))
+PY
+}
 fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 first_child() {  # pid: its first child's PID, waiting up to 5 s for it to appear
   local child
@@ -279,10 +295,11 @@ else
 fi
 
 wsgate_yaml() {  # instance: its configuration; NAME-tls adds the TLS listener
-  local name=$1
+  local name=$1 admin=0
+  [[ $name = wsgate-keepalive ]] && admin=${admin_port[$name]}
   cat <<YAML
 workers: 1
-admin: { address: 127.0.0.1:0 }
+admin: { address: 127.0.0.1:$admin }
 listeners:
   - name: bench
     address: 127.0.0.1:${plain_port[$name]}
@@ -291,6 +308,28 @@ listeners:
         match: { path_prefix: / }
         cluster: backend
 YAML
+  case $name in
+    wsgate-filters) cat <<YAML
+        filters:
+          - rate_limit:
+              client_to_upstream: { messages: 10000000/s, bytes: 10GiB/s, action: throttle }
+              upstream_to_client: { messages: 10000000/s, bytes: 10GiB/s, action: close }
+          - keepalive: { interval: 20s, timeout: 10s }
+          - max_duration: { max: 1h, jitter: 10% }
+          - message_size: { max_message_bytes: 1MiB }
+YAML
+      ;;
+    wsgate-utf8) cat <<YAML
+        filters:
+          - utf8: {}
+YAML
+      ;;
+    wsgate-keepalive) cat <<YAML
+        filters:
+          - keepalive: { interval: 1s, timeout: 1s }
+YAML
+      ;;
+  esac
   [[ $name = *-tls ]] && cat <<YAML
   - name: bench-tls
     address: 127.0.0.1:${port[$name]}
@@ -397,8 +436,10 @@ CONF
   watch[$name]=$!
 }
 
-instances=("${proxies[@]}" "${tls_instances[@]}")
+declare -A admin_port
+instances=("${proxies[@]}" "${tls_instances[@]}" "${filter_instances[@]}")
 for p in "${instances[@]}"; do
+  admin_port[$p]=$(free_port)
   plain_port[$p]=$(free_port)
   port[$p]=${plain_port[$p]}
   [[ $p = *-tls ]] && port[$p]=$(free_port)
@@ -415,7 +456,7 @@ if [[ " ${tls_instances[*]} " = *" wsgate-tls "* && -x $wsgate_bin ]]; then
     if [[ $tls_mode = auto ]]; then
       tls_note="off (BENCH_TLS=auto): $why; BENCH_TLS=1 measures the other proxies over TLS"
       tls_instances=() tls_args=()
-      instances=("${proxies[@]}")
+      instances=("${proxies[@]}" "${filter_instances[@]}")
     else
       status[wsgate-tls]="not measured: $why"
     fi
@@ -426,7 +467,7 @@ log "wss scenarios: $tls_note"
 for p in "${instances[@]}"; do
   [[ -n ${status[$p]:-} ]] && continue
   case ${p%-tls} in
-    wsgate | wsgate-twin) start_wsgate "$p" ;;
+    wsgate | wsgate-twin | wsgate-filters | wsgate-utf8 | wsgate-keepalive) start_wsgate "$p" ;;
     nginx) start_nginx "$p" ;;
     haproxy-http) start_haproxy http "$p" ;;
     haproxy-tcp) start_haproxy tcp "$p" ;;
@@ -567,6 +608,22 @@ hold() {  # instance scenario [loadgen-args...]: RSS per idle connection
   sleep 1  # every upgrade has completed; let the proxy settle
   rss_held=$(rss_kib "$rp")
   fds_held=$(fd_count "$rp")
+  local extra=()
+  if [[ $p = wsgate-keepalive ]]; then
+    # Keepalive on idle sessions: the proxy's CPU over a window, per ping sent and answered.
+    local cpu0 cpu1 pings0 pings1 timeouts
+    cpu0=$(cpu_ticks "$rp") pings0=$(admin_metric "$p" wsgate_keepalive_pings_total)
+    sleep "$keepalive_window"
+    cpu1=$(cpu_ticks "$rp") pings1=$(admin_metric "$p" wsgate_keepalive_pings_total)
+    timeouts=$(admin_metric "$p" wsgate_keepalive_timeouts_total)
+    rss_held=$(rss_kib "$rp")  # after the pings: what keepalive costs an idle session
+    extra=(pings:="$((pings1 - pings0))" keepalive_timeouts:="$timeouts"
+      window_s:="$keepalive_window" proxy_cpu_us:="$(((cpu1 - cpu0) * 1000000 / $(getconf CLK_TCK)))"
+      proxy_cpu_us_per_ping:="$(awk -v c="$((cpu1 - cpu0))" -v n="$((pings1 - pings0))" \
+        -v t="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (n > 0 ? c * 1e6 / t / n : 0)}')")
+    printf '  %-16s keepalive: %d pings in %d s, %s CPU µs per ping, %d timeouts\n' "$p" \
+      "$((pings1 - pings0))" "$keepalive_window" "${extra[-1]#*=}" "$timeouts" >&2
+  fi
   read -r _ held _ failed < <(grep '^held' "$tmp/hold.out") || true
   kill -TERM "$lg" 2>/dev/null
   wait "$lg" 2>/dev/null
@@ -589,7 +646,7 @@ hold() {  # instance scenario [loadgen-args...]: RSS per idle connection
   record "$p" "$scenario" "$ok" "$(json_obj held:="$held" failed:="$failed" \
     rss_before_kib:="$rss_before" rss_held_kib:="$rss_held" rss_after_close_kib:="$rss_after" \
     rss_kib_per_conn:="$per" fds_before:="$fds_before" fds_held:="$fds_held" \
-    fds_after_close:="$fds_after")"
+    fds_after_close:="$fds_after" "${extra[@]}")"
   printf '  %-16s %-11s held %d (failed %d): RSS %d -> %d KiB (%s KiB/conn), ' \
     "$p" "$scenario" "$held" "$failed" "$rss_before" "$rss_held" "$per" >&2
   printf 'after close %d KiB; fds %d -> %d -> %d\n' "$rss_after" "$fds_before" "$fds_held" \
@@ -621,14 +678,19 @@ mirrored() {  # scenario loadgen-args...: each proxy in order, then in reverse, 
 }
 log "$duration s per proxy and scenario (two mirrored windows of $half s) after ${warmup} s of" \
   "warm-up each, $idle_conns idle connections, $rounds round(s), pinned: ${pin_proxy[*]:-no}"
+has() { [[ " ${instances[*]} " = *" $1 "* ]]; }  # instance: part of this run?
 round=1 window=1 seconds=$duration
 log "idle: RSS per idle connection, $idle_conns held"
 for p in "${proxies[@]}"; do hold "$p" idle; done
+if has wsgate-keepalive; then
+  log "keepalive-idle: $idle_conns idle sessions pinged every second on both legs for" \
+    "$keepalive_window s"
+  hold wsgate-keepalive keepalive-idle
+fi
 if ((${#tls_instances[@]} > 0)); then
   log "wss-idle: RSS per idle TLS connection, $idle_conns held (each a fresh process)"
   for p in "${tls_instances[@]}"; do hold "$p" wss-idle "${tls_args[@]}"; done
 fi
-has() { [[ " ${instances[*]} " = *" $1 "* ]]; }  # instance: part of this run?
 for ((round = 1; round <= rounds; round++)); do
   shift_by=$(((round - 1) % ${#proxies[@]}))
   order=("${proxies[@]:shift_by}" "${proxies[@]:0:shift_by}")
@@ -656,6 +718,27 @@ for ((round = 1; round <= rounds; round++)); do
     measure_pair paired-handshakes wsgate nginx handshakes --concurrency 16
     log "round $round, paired-handshakes-abrupt: the same, clients closing at once"
     measure_pair paired-handshakes-abrupt wsgate nginx handshakes --concurrency 16 --abrupt-close
+  fi
+  if [[ $paired = 1 ]] && has wsgate && has wsgate-filters; then
+    for size in 64 4096; do
+      name=paired-filters-$(echo_scenario "$size")
+      log "round $round, $name: wsgate with rate_limit, keepalive, max_duration and message_size" \
+        "and wsgate without filters at the same time, 50 x 8 of $size B each"
+      measure_pair "$name" wsgate-filters wsgate echo -c 50 -k 8 -s "$size"
+      if has haproxy-tcp; then
+        name=paired-filters-tcp-$(echo_scenario "$size")
+        log "round $round, $name: the same filters and haproxy-tcp at the same time"
+        measure_pair "$name" wsgate-filters haproxy-tcp echo -c 50 -k 8 -s "$size"
+      fi
+    done
+  fi
+  if [[ $paired = 1 ]] && has wsgate && has wsgate-utf8; then
+    for size in 64 4096; do
+      name=paired-utf8-$(echo_scenario "$size")
+      log "round $round, $name: text messages through wsgate with utf8 and without, at the" \
+        "same time, 50 x 8 of $size B each"
+      measure_pair "$name" wsgate-utf8 wsgate echo -c 50 -k 8 -s "$size" --text
+    done
   fi
   if [[ $paired = 1 ]] && has wsgate && has wsgate-twin; then
     log "round $round, twin-paired-echo-64 and twin-paired-handshakes: wsgate and its twin"

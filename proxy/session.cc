@@ -734,6 +734,10 @@ bool Session::ping(filters::Side side) {
   }
   state.ping_unanswered = true;
   into.ping = std::make_unique<ControlFrame>(makePingFrame(state.ping_payload, leg == kUpstream));
+  if (!state.pings) {
+    state.pings = &worker_.stats.cell(Metric::kKeepalivePings, {setup_.route->name, legName(leg)});
+  }
+  state.pings->add(1);
   if (in_consume_ && consuming_flow_ == 1 - leg) return true;  // consume() sends it
   if (into.pending_size == 0 && injectReady(into)) sendInject(1 - leg);
   return true;

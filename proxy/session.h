@@ -157,6 +157,7 @@ class Session final : public std::enable_shared_from_this<Session>,
     bool lost = false;            // the leg's connection ended or failed
     bool eof = false;             // the leg's peer closed its side of the connection
     bool ping_unanswered = false;  // the gateway's ping to it awaits its pong
+    Cell* pings = nullptr;         // looked up at the first ping
     std::array<uint8_t, kPingPayloadSize> ping_payload{};
   };
 

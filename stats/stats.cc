@@ -29,6 +29,8 @@ const std::array<MetricInfo, static_cast<size_t>(Metric::kCount)> kMetrics = {{
     {"wsgate_frames_total", "WebSocket frames relayed, live.", false, {"route", "direction"}},
     {"wsgate_handshake_rejections_total", "Upgrade requests answered with an HTTP error.", false,
      {"listener", "reason"}},
+    {"wsgate_keepalive_pings_total", "Keepalive pings the gateway sent, by the side pinged.",
+     false, {"route", "side"}},
     {"wsgate_keepalive_timeouts_total",
      "Legs closed because they answered no keepalive ping in time, by side.", false,
      {"route", "side"}},

@@ -31,6 +31,7 @@ enum class Metric : uint8_t {
   kFilterRejections,
   kFrames,
   kHandshakeRejections,
+  kKeepalivePings,
   kKeepaliveTimeouts,
   kMessages,
   kProtocolErrors,
