@@ -225,3 +225,24 @@ def test_max_duration_waits_for_the_frame_under_way(start_gateway, backends):
     assert record["close_codes"][0][0] == 1001
     assert record["messages"] == ["first half, second half"]
 
+
+def test_a_throttled_sender_is_not_idle(start_gateway, backends):
+    """Held longer than idle_timeout by a throttle, with messages waiting in its socket: the
+    session is not closed as idle, and every message arrives."""
+    port, record = backends.recorder()
+    limit = ("rate_limit: { client_to_upstream: { messages: 10/s, burst_messages: 1, "
+             "action: throttle } }")
+    gw = start_gateway(app_config([port], filters=[limit],
+                                  route_extra="        idle_timeout: 700ms\n"))
+    c = RawClient(gw.port)
+    c.upgrade("/app")
+    c.send(b"".join(encode_frame(TEXT, f"a{i}") for i in range(20)))  # 2 s of debt
+    time.sleep(0.2)
+    c.send(b"".join(encode_frame(TEXT, f"b{i}") for i in range(5)))  # waits in the socket
+    want = [f"a{i}" for i in range(20)] + [f"b{i}" for i in range(5)]
+    assert wait_for(lambda: len(record["messages"]) == len(want), timeout=6), record["messages"]
+    assert record["messages"] == want
+    assert c.wait_end(0.1) == "open"
+    assert gw.metric("wsgate_close_codes_total", route="app", side="gateway") == 0
+    c.send(encode_frame(CLOSE, close_payload(1000)))
+    assert c.read_close()[0] == 1000
