@@ -195,8 +195,10 @@ def test_max_duration_closes_sessions_with_1001_both_ways_spread_by_the_jitter(
     assert not errors, errors
     print("lifetimes:", sorted(round(x, 3) for x in lifetimes))
     assert all(code == (1001, "session too old") for code in closes), closes
-    # 1 s ± 20%, measured from just after the upgrade (a little later than the gateway's start).
-    assert all(0.75 <= x <= 1.25 for x in lifetimes), lifetimes
+    # 1 s ± 20%, measured from just after the upgrade (a little after the gateway's start, so
+    # never longer than the session's own clock says) until a client thread has read the close:
+    # none before 0.8 s; the upper bound leaves room for a loaded machine's scheduling.
+    assert all(0.78 <= x <= 1.45 for x in lifetimes), lifetimes
     # Uniform over 400 ms: 8 draws within 50 ms of each other have odds of about 4e-6.
     assert max(lifetimes) - min(lifetimes) > 0.05, lifetimes
     assert wait_for(lambda: len(record["close_codes"]) == sessions)
