@@ -1,11 +1,11 @@
 #include "filters/max_duration.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <charconv>
 #include <optional>
 #include <random>
 #include <string>
-
-#include <yaml-cpp/yaml.h>
 
 #include "config/yaml_util.h"
 #include "filters/registry.h"
@@ -104,8 +104,8 @@ std::unique_ptr<MessageFilter> MaxDurationFilter::newMessageFilter(
 
 Clock::time_point MaxDurationFilter::deadline(Clock::time_point started, double unit) const {
   const double factor = 1.0 + jitter_ * (2.0 * unit - 1.0);
-  const auto lifetime = std::chrono::duration<double, std::milli>(
-      static_cast<double>(max_.count()) * factor);
+  const auto lifetime =
+      std::chrono::duration<double, std::milli>(static_cast<double>(max_.count()) * factor);
   return started + std::chrono::duration_cast<Clock::duration>(lifetime);
 }
 

@@ -1,8 +1,8 @@
 #include "filters/rate_limit.h"
 
-#include <algorithm>
-
 #include <yaml-cpp/yaml.h>
+
+#include <algorithm>
 
 #include "config/yaml_util.h"
 #include "filters/registry.h"
@@ -22,8 +22,8 @@ void readDirection(const YAML::Node& node, const std::string& path,
     return;
   }
   out.enabled = true;
-  auto readLimit = [&](const char* rate_key, const char* burst_key,
-                       RateLimitFilter::Limit& limit, bool whole) {
+  auto readLimit = [&](const char* rate_key, const char* burst_key, RateLimitFilter::Limit& limit,
+                       bool whole) {
     const YAML::Node rate = node[rate_key];
     const YAML::Node burst = node[burst_key];
     if (rate) {
@@ -65,8 +65,7 @@ void readDirection(const YAML::Node& node, const std::string& path,
   }
 }
 
-std::shared_ptr<const FilterFactory> buildRateLimit(const YAML::Node& node,
-                                                    const std::string& path,
+std::shared_ptr<const FilterFactory> buildRateLimit(const YAML::Node& node, const std::string& path,
                                                     config::Diagnostics& diags) {
   const size_t errors_before = diags.errors().size();
   if (!config::checkKeys(node, path, {"client_to_upstream", "upstream_to_client"}, diags)) {
@@ -105,7 +104,8 @@ RateLimitSession::RateLimitSession(const RateLimitFilter& config, Clock::time_po
     if (limits.messages.rate > 0) {
       buckets.messages.emplace(limits.messages.rate, limits.messages.burst, started);
     }
-    if (limits.bytes.rate > 0) buckets.bytes.emplace(limits.bytes.rate, limits.bytes.burst, started);
+    if (limits.bytes.rate > 0)
+      buckets.bytes.emplace(limits.bytes.rate, limits.bytes.burst, started);
   }
 }
 

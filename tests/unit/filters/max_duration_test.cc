@@ -1,10 +1,10 @@
 #include "filters/max_duration.h"
 
-#include <algorithm>
-#include <vector>
-
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "config/diagnostics.h"
 #include "filters/registry.h"
@@ -21,8 +21,7 @@ struct Built {
 
 Built build(const std::string& yaml) {
   config::Diagnostics diags("f.yaml");
-  auto built =
-      Registry::global().build("max_duration", YAML::Load(yaml), "f.max_duration", diags);
+  auto built = Registry::global().build("max_duration", YAML::Load(yaml), "f.max_duration", diags);
   return {std::static_pointer_cast<const FilterFactory>(built), diags.format()};
 }
 

@@ -145,8 +145,9 @@ TEST(RateLimitFilter, ByteThrottleWaitsUntilTheDebtIsPaid) {
 }
 
 TEST(RateLimitFilter, BothLimitsTheLaterWaitWins) {
-  Limited f("{ client_to_upstream: { messages: 10/s, burst_messages: 1, bytes: 100/s, "
-            "burst_bytes: 100 } }");
+  Limited f(
+      "{ client_to_upstream: { messages: 10/s, burst_messages: 1, bytes: 100/s, "
+      "burst_bytes: 100 } }");
   auto v = f.at(0us, frame(kC2U, 2, 300));  // 1 message (100 ms), 201 bytes owed (2.01 s)
   ASSERT_EQ(v.kind(), FrameVerdict::Kind::kThrottle);
   EXPECT_GE(v.until() - f.t0, 2010ms);
@@ -154,8 +155,9 @@ TEST(RateLimitFilter, BothLimitsTheLaterWaitWins) {
 }
 
 TEST(RateLimitFilter, ControlFramesAreNeverLimited) {
-  Limited f("{ client_to_upstream: { messages: 1/s, burst_messages: 1, bytes: 1/s, "
-            "burst_bytes: 1, action: close } }");
+  Limited f(
+      "{ client_to_upstream: { messages: 1/s, burst_messages: 1, bytes: 1/s, "
+      "burst_bytes: 1, action: close } }");
   for (uint8_t opcode : {8, 9, 10}) {
     for (int i = 0; i < 5; ++i) {
       EXPECT_EQ(f.at(0us, frame(kC2U, opcode, 125)).kind(), FrameVerdict::Kind::kContinue);
@@ -166,8 +168,9 @@ TEST(RateLimitFilter, ControlFramesAreNeverLimited) {
 }
 
 TEST(RateLimitFilter, EachDirectionHasItsOwnBucketsAndAction) {
-  Limited f("{ client_to_upstream: { messages: 10/s, burst_messages: 1, action: throttle }, "
-            "upstream_to_client: { messages: 10/s, burst_messages: 2, action: close } }");
+  Limited f(
+      "{ client_to_upstream: { messages: 10/s, burst_messages: 1, action: throttle }, "
+      "upstream_to_client: { messages: 10/s, burst_messages: 2, action: close } }");
   EXPECT_EQ(f.at(0us, frame(kC2U, 1, 1)).kind(), FrameVerdict::Kind::kThrottle);
   EXPECT_EQ(f.at(0us, frame(kU2C, 1, 1)).kind(), FrameVerdict::Kind::kContinue);
   EXPECT_EQ(f.at(0us, frame(kU2C, 1, 1)).kind(), FrameVerdict::Kind::kContinue);
@@ -253,8 +256,9 @@ TEST(RateLimitFilter, UnknownKeysFailTheBuild) {
 }
 
 TEST(RateLimitFilter, ReportsEveryErrorAtOnce) {
-  auto b = build("{ client_to_upstream: { messages: x, action: slow }, "
-                 "upstream_to_client: { bytes: 1MiB/s, burst_bytes: big } }");
+  auto b = build(
+      "{ client_to_upstream: { messages: x, action: slow }, "
+      "upstream_to_client: { bytes: 1MiB/s, burst_bytes: big } }");
   EXPECT_EQ(b.factory, nullptr);
   EXPECT_EQ(b.errors,
             "f.yaml:1:35: f.rate_limit.client_to_upstream.messages: invalid rate \"x\" (a count "
