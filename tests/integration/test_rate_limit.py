@@ -89,6 +89,8 @@ def rate_after_burst(times, seconds):
 
 def test_throttle_holds_a_full_speed_sender_to_the_rate_with_nothing_lost(
         start_gateway, backends):
+    # 4 KiB messages: a read (at most 64 KiB) holds 16 of them, and every frame of a read is
+    # forwarded before the throttle holds the next read (docs/configuration.md, `rate_limit`).
     times, rss, throttled_half, throttled_end = throttle_run(start_gateway, backends, 4096)
     rate = rate_after_burst(times, 5.0)
     print(f"{len(times)} messages, {rate:.1f}/s after the burst, rss {rss[0]} → {max(rss)} KiB, "
