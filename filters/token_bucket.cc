@@ -30,6 +30,11 @@ bool TokenBucket::take(double n, Clock::time_point now) {
   return true;
 }
 
+void TokenBucket::charge(double n, Clock::time_point now) {
+  refill(now);
+  tokens_ -= n;
+}
+
 TokenBucket::Clock::time_point TokenBucket::availableAt(double n, Clock::time_point now) {
   refill(now);
   const double missing = std::min(n, burst_) - tokens_;

@@ -18,6 +18,9 @@ class TokenBucket {
 
   // Takes `n` tokens when there are enough at `now` (min(n, burst)); true when taken.
   bool take(double n, Clock::time_point now);
+  // Takes `n` tokens whatever there are, leaving the bucket in debt if need be: for what has
+  // already passed (a throttled frame is forwarded, then its sender waits).
+  void charge(double n, Clock::time_point now);
   // The earliest time at which take(n) succeeds: `now` when it would now. For a throttle's
   // pause and for Retry-After.
   Clock::time_point availableAt(double n, Clock::time_point now);

@@ -695,8 +695,16 @@ void Session::onTimer(const error_code& /*ec*/) {
   if (closing_ && now >= close_deadline_) return finish("closing handshake timed out");
   const auto idle = setup_.route->idle_timeout;
   if (!closing_ && idle.count() > 0 && now - last_activity_ >= idle) {
-    queueClose(kClient, 1001, "idle timeout");
-    queueClose(kUpstream, 1001, "idle timeout");
+    // A source held by a throttle is not idle: its bytes wait on the gateway, and closing
+    // would drop them. The idle time starts again once it is read.
+    const bool held = flows_[kClient].resume_at != Clock::time_point{} ||
+                      flows_[kUpstream].resume_at != Clock::time_point{};
+    if (held) {
+      last_activity_ = now;
+    } else {
+      queueClose(kClient, 1001, "idle timeout");
+      queueClose(kUpstream, 1001, "idle timeout");
+    }
   }
   for (int f = 0; f < 2; ++f) {
     if (flows_[f].resume_at == Clock::time_point{} || now < flows_[f].resume_at) continue;

@@ -279,11 +279,11 @@ TEST(Loader, UnknownFilterNamesTheKnownOnes) {
       - name: r
         cluster: e
         filters:
-          - rate_limit: {}
+          - bandwidth: {}
 clusters: [ { name: e, type: echo } ]
 )"),
-            "test.yaml:8:13: listeners[0].routes[0].filters[0].rate_limit: unknown filter "
-            "\"rate_limit\" (known: message_size, origin)");
+            "test.yaml:8:13: listeners[0].routes[0].filters[0].bandwidth: unknown filter "
+            "\"bandwidth\" (known: max_duration, message_size, origin, rate_limit)");
 }
 
 TEST(Loader, FilterErrorsCarryTheirPath) {

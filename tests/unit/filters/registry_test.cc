@@ -26,8 +26,10 @@ FilterBuilder builderNamed(std::string name) {
 TEST(Registry, KnowsTheBuiltInFiltersByName) {
   EXPECT_TRUE(Registry::global().knows("origin"));
   EXPECT_TRUE(Registry::global().knows("message_size"));
+  EXPECT_TRUE(Registry::global().knows("rate_limit"));
+  EXPECT_TRUE(Registry::global().knows("max_duration"));
   EXPECT_FALSE(Registry::global().knows("nope"));
-  EXPECT_EQ(Registry::global().names(), "message_size, origin");
+  EXPECT_EQ(Registry::global().names(), "max_duration, message_size, origin, rate_limit");
 }
 
 TEST(Registry, GlobalIsOneInstance) { EXPECT_EQ(&Registry::global(), &Registry::global()); }

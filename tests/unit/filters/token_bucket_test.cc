@@ -69,5 +69,17 @@ TEST(TokenBucketTest, AClockReadEarlierThanTheLastDoesNotRefillOrBreak) {
   EXPECT_TRUE(bucket.take(1, t0 + 1s + 10ms));
 }
 
+TEST(TokenBucketTest, ChargeTakesWhateverIsThereAndTheDebtIsPaidAtTheRate) {
+  const auto t0 = Clock::now();
+  TokenBucket bucket(100, 10, t0);
+  for (int i = 0; i < 30; ++i) bucket.charge(1, t0);  // 20 over the burst
+  EXPECT_DOUBLE_EQ(bucket.tokens(t0), -20);
+  const auto at = bucket.availableAt(1, t0);  // 20 owed, then one to take
+  EXPECT_GE(at - t0, 210ms);
+  EXPECT_LT(at - t0, 211ms);
+  EXPECT_FALSE(bucket.take(1, t0 + 209ms));
+  EXPECT_TRUE(bucket.take(1, at));
+}
+
 }  // namespace
 }  // namespace wsgate::gateway
