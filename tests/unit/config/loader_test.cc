@@ -283,7 +283,8 @@ TEST(Loader, UnknownFilterNamesTheKnownOnes) {
 clusters: [ { name: e, type: echo } ]
 )"),
             "test.yaml:8:13: listeners[0].routes[0].filters[0].bandwidth: unknown filter "
-            "\"bandwidth\" (known: max_duration, message_size, origin, rate_limit)");
+            "\"bandwidth\" (known: keepalive, max_duration, message_size, origin, rate_limit, "
+            "utf8)");
 }
 
 TEST(Loader, FilterErrorsCarryTheirPath) {

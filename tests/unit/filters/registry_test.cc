@@ -29,7 +29,10 @@ TEST(Registry, KnowsTheBuiltInFiltersByName) {
   EXPECT_TRUE(Registry::global().knows("rate_limit"));
   EXPECT_TRUE(Registry::global().knows("max_duration"));
   EXPECT_FALSE(Registry::global().knows("nope"));
-  EXPECT_EQ(Registry::global().names(), "max_duration, message_size, origin, rate_limit");
+  EXPECT_TRUE(Registry::global().knows("keepalive"));
+  EXPECT_TRUE(Registry::global().knows("utf8"));
+  EXPECT_EQ(Registry::global().names(),
+            "keepalive, max_duration, message_size, origin, rate_limit, utf8");
 }
 
 TEST(Registry, GlobalIsOneInstance) { EXPECT_EQ(&Registry::global(), &Registry::global()); }
