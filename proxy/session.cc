@@ -84,7 +84,17 @@ void Session::resumeRead(int f) {
     return;
   }
   if (flow.resume_at != Clock::time_point{} && throttled(f)) return;
+  if (flow.backlog_size != 0) return consumeBacklog(f);
   armRead(f);
+}
+
+void Session::consumeBacklog(int f) {
+  Flow& flow = flows_[f];
+  const std::unique_ptr<uint8_t[]> data = std::move(flow.backlog);
+  const size_t size = std::exchange(flow.backlog_size, 0);
+  consume(f, data.get(), size);
+  if (flow.mode == Mode::kDone) returnLent(flow);
+  resumeRead(f);
 }
 
 // A throttled source is not read until its time: its kernel buffer fills and TCP slows the
@@ -146,6 +156,9 @@ void Session::onLanded(int f, const error_code& ec, size_t n) {
   } else {
     error_code more_ec;
     const std::span<const uint8_t> data = drainBehindLanding(f, n, more_ec);
+    // The source ended behind these bytes: nothing may wait behind a throttle, since its loss
+    // below ends the flow.
+    flow.source_ended = more_ec && more_ec != boost::asio::error::would_block;
     consume(f, data.data(), data.size());
     if (more_ec && more_ec != boost::asio::error::would_block) return onLegLost(f, more_ec);
   }
@@ -255,8 +268,13 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
     }
     forwarding = false;
   };
+  bool hold_rest = false;  // a throttle: what follows this frame waits for its time
   auto frameEnded = [&] {
     onFrameEnd(f);
+    if (std::exchange(flow.throttle_hit, false) && flow.mode == Mode::kRelay &&
+        !flow.source_ended) {
+      hold_rest = true;
+    }
     if (flow.pong_held) {
       flow.pong_held = false;
       if (heldPongIsOurs(f)) {
@@ -274,7 +292,7 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
     }
   };
   flow.held_size = 0;
-  while (pos < size && flow.mode != Mode::kDone) {
+  while (pos < size && flow.mode != Mode::kDone && !hold_rest) {
     if (flow.remaining > 0) {
       const size_t take = static_cast<size_t>(std::min<uint64_t>(flow.remaining, size - pos));
       if (flow.capturing) capture(flow, data + pos, take);
@@ -360,6 +378,11 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   }
   in_consume_ = false;
   closeRun();
+  if (hold_rest && pos < size) {
+    flow.backlog = std::make_unique<uint8_t[]>(size - pos);
+    std::memcpy(flow.backlog.get(), data + pos, size - pos);
+    flow.backlog_size = size - pos;
+  }
 
   size_t total = 0;
   for (size_t i = 0; i < count; ++i) total += parts[i].size();
@@ -427,6 +450,7 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
           return false;
         case filters::FrameVerdict::Kind::kThrottle:
           flow.resume_at = std::max(flow.resume_at, verdict.until());
+          flow.throttle_hit = true;
           break;
         case filters::FrameVerdict::Kind::kInspect:
           if (i < 64) flow.inspecting |= uint64_t{1} << i;

@@ -134,6 +134,12 @@ class Session final : public std::enable_shared_from_this<Session>,
     // Throttled by a filter: the source is read again no sooner than this.
     Clock::time_point resume_at{};
     Clock::time_point throttled_since{};
+    bool throttle_hit = false;  // a filter throttled the frame being consumed
+    bool source_ended = false;  // the read being consumed came with the source's end
+    // What a read brought behind the frame that drew a throttle: handled when the throttle
+    // ends, before the source is read again. At most one read; allocated only while held.
+    std::unique_ptr<uint8_t[]> backlog;
+    size_t backlog_size = 0;
     Cell* throttled_us = nullptr;  // looked up at the first throttle
     // Filters (bit i: filter i) that asked to see the current frame's payload, and how to
     // unmask it.
@@ -217,6 +223,8 @@ class Session final : public std::enable_shared_from_this<Session>,
   void onTimer(const boost::system::error_code& ec);
   // Whether flow `f`'s source must wait (then the timer is armed for it).
   bool throttled(int f);
+  // Consumes flow `f`'s backlog (a throttle may keep part of it again).
+  void consumeBacklog(int f);
   void endThrottle(int f, Clock::time_point now);
 
   // SessionControl, for the filters.

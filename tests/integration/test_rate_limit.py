@@ -89,8 +89,6 @@ def rate_after_burst(times, seconds):
 
 def test_throttle_holds_a_full_speed_sender_to_the_rate_with_nothing_lost(
         start_gateway, backends):
-    # 4 KiB messages: a read (at most 64 KiB) holds 16 of them, and every frame of a read is
-    # forwarded before the throttle holds the next read (docs/configuration.md, `rate_limit`).
     times, rss, throttled_half, throttled_end = throttle_run(start_gateway, backends, 4096)
     rate = rate_after_burst(times, 5.0)
     print(f"{len(times)} messages, {rate:.1f}/s after the burst, rss {rss[0]} → {max(rss)} KiB, "
@@ -101,6 +99,20 @@ def test_throttle_holds_a_full_speed_sender_to_the_rate_with_nothing_lost(
     assert max(rss) - rss[0] < 8 * 1024, f"gateway RSS grew: {rss}"
     assert 0 < throttled_half < throttled_end
     assert throttled_end >= 3.0  # the sender was held most of the 5 s
+
+
+def test_throttle_holds_small_messages_to_the_rate_without_lumps(start_gateway, backends):
+    # One read brings hundreds of 64 B messages: the frames behind the one that drew the throttle
+    # wait for their time instead of going on with it.
+    times, rss, _, _ = throttle_run(start_gateway, backends, 64)
+    rate = rate_after_burst(times, 5.0)
+    assert RATE * 0.85 <= rate <= RATE * 1.15, rate
+    start = times[BURST]
+    windows = [sum(1 for t in times[BURST:] if start + i / 2 <= t < start + (i + 1) / 2)
+               for i in range(10)]
+    # Every half second carries about half a second's worth: no lump, no gap.
+    assert all(RATE / 2 * 0.6 <= n <= RATE / 2 * 1.4 for n in windows), windows
+    assert max(rss) - rss[0] < 8 * 1024, f"gateway RSS grew: {rss}"
 
 
 def test_close_action_ends_the_sender_with_1008_and_the_backend_with_1001(
