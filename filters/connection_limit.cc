@@ -131,10 +131,10 @@ std::shared_ptr<const FilterFactory> buildConnectionLimit(const YAML::Node& node
                                                           const std::string& path,
                                                           config::Diagnostics& diags) {
   const size_t errors_before = diags.errors().size();
-  if (!config::checkKeys(node, path,
-                         {"per_route", "per_client_ip", "handshakes_per_ip", "ipv6_prefix",
-                          "max_tracked_clients"},
-                         diags)) {
+  if (!config::checkKeys(
+          node, path,
+          {"per_route", "per_client_ip", "handshakes_per_ip", "ipv6_prefix", "max_tracked_clients"},
+          diags)) {
     return nullptr;
   }
   constexpr int64_t kMaxCount = 100'000'000;
@@ -251,12 +251,11 @@ HandshakeVerdict ConnectionLimitFilter::admitAt(std::string_view client_address,
       State::Entry* entry = &it->second;
       std::optional<HandshakeRejection> refusal;
       if (entry->bucket && !entry->bucket->take(1, now)) {
-        refusal = HandshakeRejection{429, "too many handshakes from this address",
-                                     "handshake_rate",
+        refusal = HandshakeRejection{429, "too many handshakes from this address", "handshake_rate",
                                      secondsUntil(entry->bucket->availableAt(1, now), now)};
       } else if (limits.per_client_ip > 0 && entry->live >= limits.per_client_ip) {
-        refusal = HandshakeRejection{429, "too many connections from this address",
-                                     "per_client_ip", kBusyRetryAfter};
+        refusal = HandshakeRejection{429, "too many connections from this address", "per_client_ip",
+                                     kBusyRetryAfter};
       } else if (limits.per_route > 0 && s.route_live >= limits.per_route) {
         refusal = HandshakeRejection{503, "too many connections on this route", "per_route",
                                      kBusyRetryAfter};

@@ -23,9 +23,9 @@ namespace wsgate::filters {
 class ConnectionLimitFilter final : public FilterFactory, public HandshakeFilter {
  public:
   struct Limits {
-    uint64_t per_route = 0;       // 0: no cap
-    uint64_t per_client_ip = 0;   // 0: no cap
-    double handshake_rate = 0;    // per second and address; 0: no rate limit
+    uint64_t per_route = 0;      // 0: no cap
+    uint64_t per_client_ip = 0;  // 0: no cap
+    double handshake_rate = 0;   // per second and address; 0: no rate limit
     double handshake_burst = 0;
     unsigned ipv6_prefix = 64;
     size_t max_tracked_clients = 100000;

@@ -19,7 +19,9 @@ bool isTokenChar(char c) {
          (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
 }
 
-bool isToken(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), isTokenChar); }
+bool isToken(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), isTokenChar);
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -109,7 +111,8 @@ HandshakeVerdict SubprotocolFilter::onHandshake(const HandshakeRequest& request)
   if (anyElement(*offers, [&](std::string_view item) { return allows(item); })) {
     return std::nullopt;
   }
-  return HandshakeRejection{400, "no accepted subprotocol offered (accepted: " + allowed_text_ + ")",
+  return HandshakeRejection{400,
+                            "no accepted subprotocol offered (accepted: " + allowed_text_ + ")",
                             "subprotocol_not_allowed"};
 }
 

@@ -1,9 +1,9 @@
 #include "filters/connection_limit.h"
 
-#include <thread>
-
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
+
+#include <thread>
 
 #include "config/diagnostics.h"
 #include "filters/registry.h"
@@ -44,8 +44,9 @@ TEST(ConnectionLimitFilter, AcceptsEveryKey) {
 TEST(ConnectionLimitFilter, RejectsBadConfigNamingPathAndLine) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"{}", "f.yaml:1:1: routes[0].filters[0].connection_limit: set per_route, per_client_ip"},
-      {"{ per_route: 0 }", "f.yaml:1:14: routes[0].filters[0].connection_limit.per_route: must "
-                           "be an integer from 1"},
+      {"{ per_route: 0 }",
+       "f.yaml:1:14: routes[0].filters[0].connection_limit.per_route: must "
+       "be an integer from 1"},
       {"{ per_client_ip: ten }", "connection_limit.per_client_ip: must be an integer"},
       {"{ per_client_ip: 5, per_ip: 3 }", "connection_limit.per_ip: unknown key \"per_ip\""},
       {"{ handshakes_per_ip: { burst: 4 } }",
@@ -208,8 +209,8 @@ TEST(ConnectionLimitFilter, HandshakesSweepIdleAddressesAsTheyGo) {
   Admissions held;
   // A new address a millisecond: a bucket refills in 10 ms, so the table stays small.
   for (int i = 0; i < 5000; ++i) {
-    const std::string ip = "10." + std::to_string(i / 65536) + "." +
-                           std::to_string(i / 256 % 256) + "." + std::to_string(i % 256);
+    const std::string ip = "10." + std::to_string(i / 65536) + "." + std::to_string(i / 256 % 256) +
+                           "." + std::to_string(i % 256);
     EXPECT_FALSE(b.filter->admitAt(ip, held, kStart + i * 1ms));
     held.clear();
     EXPECT_LE(b.filter->trackedClients(), 20u);
@@ -230,8 +231,8 @@ TEST(ConnectionLimitFilter, RefusesNewAddressesWhenTheTableIsFull) {
   EXPECT_EQ(refused->label, "client_table_full");
   EXPECT_EQ(b.filter->trackedClients(), 3u);
   EXPECT_FALSE(b.filter->admitAt("10.0.0.1", held, kStart));  // a known address still passes
-  held.pop_back();  // 10.0.0.1 still has one
-  held.erase(held.begin() + 1);  // 10.0.0.2's only session
+  held.pop_back();                                            // 10.0.0.1 still has one
+  held.erase(held.begin() + 1);                               // 10.0.0.2's only session
   EXPECT_FALSE(b.filter->admitAt("10.0.0.4", held, kStart));
 }
 

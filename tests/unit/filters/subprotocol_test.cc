@@ -44,8 +44,7 @@ HandshakeVerdict offer(const Built& b, std::optional<std::string> offers) {
 
 HandshakeVerdict chosen(const Built& b, std::optional<std::string> offers,
                         std::string_view protocol) {
-  return b.factory->handshakeFilter()->onUpstreamAccepted(FakeRequest(std::move(offers)),
-                                                          protocol);
+  return b.factory->handshakeFilter()->onUpstreamAccepted(FakeRequest(std::move(offers)), protocol);
 }
 
 TEST(SubprotocolFilter, IsAHandshakeFilterOnly) {
@@ -58,16 +57,19 @@ TEST(SubprotocolFilter, IsAHandshakeFilterOnly) {
 
 TEST(SubprotocolFilter, RejectsBadConfigNamingPathAndLine) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"{ require: true }", "f.yaml:1:1: routes[0].filters[1].subprotocol: missing required key "
-                            "\"allow\""},
+      {"{ require: true }",
+       "f.yaml:1:1: routes[0].filters[1].subprotocol: missing required key "
+       "\"allow\""},
       {"{ allow: [] }", "subprotocol.allow: must be a non-empty list"},
       {"{ allow: chat }", "subprotocol.allow: must be a non-empty list"},
-      {R"({ allow: ["chat v1"] })", "f.yaml:1:11: routes[0].filters[1].subprotocol.allow[0]: "
-                                    "invalid subprotocol \"chat v1\""},
+      {R"({ allow: ["chat v1"] })",
+       "f.yaml:1:11: routes[0].filters[1].subprotocol.allow[0]: "
+       "invalid subprotocol \"chat v1\""},
       {R"({ allow: ["a,b"] })", "subprotocol.allow[0]: invalid subprotocol"},
       {R"({ allow: ["a", "a"] })", "subprotocol.allow[1]: \"a\" is listed twice"},
       {R"({ allow: ["a"], require: maybe })", "subprotocol.require"},
-      {R"({ allow: ["a"], requires: true })", "subprotocol.requires: unknown key \"requires\" (did you mean \"require\"?)"},
+      {R"({ allow: ["a"], requires: true })",
+       "subprotocol.requires: unknown key \"requires\" (did you mean \"require\"?)"},
   };
   for (const auto& [yaml, want] : cases) {
     auto b = build(yaml);
@@ -79,8 +81,9 @@ TEST(SubprotocolFilter, RejectsBadConfigNamingPathAndLine) {
 TEST(SubprotocolFilter, RequireRefusesAClientOfferingNoneWith400NamingTheAccepted) {
   auto b = build(R"({ allow: ["chat.v2", "chat.v1"], require: true })");
   ASSERT_TRUE(b.factory) << b.errors;
-  for (std::optional<std::string> none : {std::optional<std::string>(), std::optional<std::string>(""),
-                                          std::optional<std::string>(" , ")}) {
+  for (std::optional<std::string> none :
+       {std::optional<std::string>(), std::optional<std::string>(""),
+        std::optional<std::string>(" , ")}) {
     auto refused = offer(b, none);
     ASSERT_TRUE(refused);
     EXPECT_EQ(refused->status, 400u);
@@ -118,7 +121,7 @@ TEST(SubprotocolFilter, BackendMustChooseAnAllowedOfferedProtocol) {
   EXPECT_FALSE(chosen(b, "legacy, chat.v1", "chat.v1"));
   EXPECT_FALSE(chosen(b, "legacy, chat.v1", ""));
   for (auto [offers, protocol] : {std::pair{"legacy, chat.v1", "legacy"},  // unlisted
-                                  std::pair{"chat.v1", "chat.v2"},        // not offered
+                                  std::pair{"chat.v1", "chat.v2"},         // not offered
                                   std::pair{"chat.v1", "chat.v1, chat.v2"}}) {
     auto refused = chosen(b, std::string(offers), protocol);
     ASSERT_TRUE(refused) << protocol;
