@@ -3,9 +3,13 @@ address and handshakes per second per address, with counts shared by every worke
 `max_connections` refuses at accept; `subprotocol` keeps a route to its subprotocols, on the
 client's offer and on the backend's choice."""
 import socket
+import ssl
 import time
 
-from conftest import gateway_config, wait_for
+import pytest
+
+from conftest import gateway_config, tls_client_context, tls_connect, wait_for
+from test_tls import CHAT, secure_config, upgrade_over
 from wsproto import RawClient
 
 FILTER = "wsgate_filter_rejections_total"
@@ -172,6 +176,26 @@ def test_listener_max_connections_refuses_at_accept_across_workers(start_gateway
     finally:
         for c in held:
             c.close()
+    assert gw.wait_idle() == 0
+
+
+def test_tls_listener_over_max_connections_closes_without_an_answer(start_gateway, backends,
+                                                                    tls_certs):
+    port, _ = backends.echo()
+    gw = start_gateway(secure_config(tls_certs, [port], tls_extra="    max_connections: 1\n"),
+                       listeners=("secure",))
+    context = tls_client_context(ca=tls_certs.root.cert)
+    first = tls_connect(gw.port, context, server_hostname=CHAT)
+    try:
+        upgrade_over(first)
+        # A plain 503 would mean nothing inside TLS: the connection just ends.
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            second = tls_connect(gw.port, context, server_hostname=CHAT)
+            upgrade_over(second)  # TLS 1.3 may finish the client's side before the close
+        assert gw.wait_metric("wsgate_handshake_rejections_total", 1, listener="secure",
+                              reason="max_connections") == 1
+    finally:
+        first.close()
     assert gw.wait_idle() == 0
 
 
