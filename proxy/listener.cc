@@ -110,7 +110,11 @@ void Listener::accept() {
 }
 
 void Listener::refuse(tcp::socket& socket, const std::string& listener) {
-  worker_.stats.cell(Metric::kHandshakeRejections, {listener, "max_connections"}).add(1);
+  // Found on the first refusal: a listener that never refuses shows no such series.
+  if (!refused_) {
+    refused_ = &worker_.stats.cell(Metric::kHandshakeRejections, {listener, "max_connections"});
+  }
+  refused_->add(1);
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("listener {}: max_connections reached, refused {}", listener,
                   peer_.address().to_string());

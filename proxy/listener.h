@@ -44,6 +44,7 @@ class Listener {
   boost::asio::steady_timer retry_;
   Cell& accept_failures_;
   std::atomic<uint32_t>& open_;
+  Cell* refused_ = nullptr;  // wsgate_handshake_rejections_total{reason="max_connections"}
   boost::asio::ip::tcp::endpoint peer_;  // filled by the one outstanding accept
 };
 
