@@ -51,6 +51,8 @@ KeyHash saltedHash() {
 struct ConnectionLimitFilter::State {
   struct Entry {
     uint64_t live = 0;
+    // Tells this entry's queue items from those of an earlier entry of the same address.
+    uint64_t generation = 0;
     bool queued = false;  // in `idle`: waiting for its bucket to be full
     std::optional<gateway::TokenBucket> bucket;
   };
@@ -70,17 +72,18 @@ struct ConnectionLimitFilter::State {
     }
     if (e.queued) return;
     e.queued = true;
-    idle.emplace_back(e.bucket->availableAt(limits.handshake_burst, now), it->first);
+    idle.push_back({e.bucket->availableAt(limits.handshake_burst, now), it->first, e.generation});
   }
 
   // Entries are queued in the order their sessions ended, not in the order their buckets fill,
   // so one may wait behind another for at most burst/rate: a short delay, never a leak.
   void sweep(Clock::time_point now, size_t budget) {
-    while (budget-- > 0 && !idle.empty() && idle.front().first <= now) {
-      const Key key = idle.front().second;
+    while (budget-- > 0 && !idle.empty() && idle.front().full <= now) {
+      const Idle item = idle.front();
       idle.pop_front();
-      auto it = clients.find(key);
-      if (it == clients.end()) continue;
+      auto it = clients.find(item.key);
+      // Left behind by an entry erased while queued (its bucket was full at its last release).
+      if (it == clients.end() || it->second.generation != item.generation) continue;
       it->second.queued = false;
       if (it->second.live == 0) retire(it, now);
     }
@@ -99,8 +102,15 @@ struct ConnectionLimitFilter::State {
   std::mutex mu;
   uint64_t route_live = 0;
   Table clients;
-  // At most one element per entry of `clients` (Entry::queued), so bounded by the same cap.
-  std::deque<std::pair<Clock::time_point, Key>> idle;
+  struct Idle {
+    Clock::time_point full;
+    Key key;
+    uint64_t generation;
+  };
+  // One element per queued entry of `clients`, and ones left by erased entries, which are due
+  // already (so swept by the next handshakes, faster than handshakes can leave them): bounded.
+  std::deque<Idle> idle;
+  uint64_t generations = 0;
 };
 
 namespace {
@@ -244,6 +254,7 @@ HandshakeVerdict ConnectionLimitFilter::admitAt(std::string_view client_address,
                                     kBusyRetryAfter};
         }
         it = s.clients.emplace(key, State::Entry{}).first;
+        it->second.generation = ++s.generations;
         if (limits.handshake_rate > 0) {
           it->second.bucket.emplace(limits.handshake_rate, limits.handshake_burst, now);
         }
