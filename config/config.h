@@ -94,6 +94,7 @@ struct Listener {
   Duration request_timeout{std::chrono::seconds(10)};  // reading the request head
   uint32_t max_request_bytes = 16 * 1024;              // request head size → 431 above
   uint32_t max_request_headers = 64;                   // header count → 431 above
+  uint32_t max_connections = 0;  // open on this listener, all workers together; 0: no cap
   std::optional<ListenerTls> tls;                      // none: plain TCP
 };
 

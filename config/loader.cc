@@ -303,7 +303,7 @@ void Loader::resolveNames(Config& config) {
 void Loader::listener(const YAML::Node& node, const std::string& path, Listener& out) {
   if (!checkKeys(node, path,
                  {"name", "address", "routes", "request_timeout", "max_request_bytes",
-                  "max_request_headers", "tls"},
+                  "max_request_headers", "max_connections", "tls"},
                  diags_)) {
     return;
   }
@@ -326,6 +326,11 @@ void Loader::listener(const YAML::Node& node, const std::string& path, Listener&
   if (YAML::Node headers = node["max_request_headers"]) {
     if (auto n = readInt(headers, path + ".max_request_headers", 1, 1000, diags_)) {
       out.max_request_headers = static_cast<uint32_t>(*n);
+    }
+  }
+  if (YAML::Node cap = node["max_connections"]) {
+    if (auto n = readInt(cap, path + ".max_connections", 0, 100'000'000, diags_)) {
+      out.max_connections = static_cast<uint32_t>(*n);
     }
   }
   const YAML::Node tls = node["tls"];

@@ -111,12 +111,12 @@ class RequestView final : public filters::HandshakeRequest {
 class Handshake {
  public:
   Handshake(WorkerContext& worker, std::shared_ptr<const RoutingTable> table, size_t listener,
-            asio::ip::tcp::socket socket, std::string client_ip)
+            asio::ip::tcp::socket socket, std::string client_ip, ListenerSlot slot)
       : worker_(worker),
         table_(std::move(table)),
         listener_(table_->config()->listeners[listener]),
         listener_index_(listener),
-        record_(worker.stats, listener_.name),
+        record_(worker.stats, listener_.name, std::move(slot)),
         client_(std::move(socket)),
         client_ip_(std::move(client_ip)),
         deadline_(worker.io) {}
@@ -448,9 +448,9 @@ asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_b
 
 asio::awaitable<void> serveClient(WorkerContext& worker, std::shared_ptr<const RoutingTable> table,
                                   size_t listener_index, asio::ip::tcp::socket socket,
-                                  asio::ip::tcp::endpoint peer) {
+                                  asio::ip::tcp::endpoint peer, ListenerSlot slot) {
   Handshake handshake(worker, std::move(table), listener_index, std::move(socket),
-                      addressText(peer.address()));
+                      addressText(peer.address()), std::move(slot));
   std::exception_ptr error;
   try {
     co_await handshake.run();

@@ -10,6 +10,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "proxy/connection_record.h"
 #include "routing/routing_table.h"
 #include "io/worker_context.h"
 
@@ -19,6 +20,7 @@ boost::asio::awaitable<void> serveClient(WorkerContext& worker,
                                          std::shared_ptr<const RoutingTable> table,
                                          size_t listener_index,
                                          boost::asio::ip::tcp::socket socket,
-                                         boost::asio::ip::tcp::endpoint peer);
+                                         boost::asio::ip::tcp::endpoint peer,
+                                         ListenerSlot slot = {});
 
 }  // namespace wsgate::gateway

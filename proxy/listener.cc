@@ -4,6 +4,9 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <span>
+#include <string_view>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/socket_base.hpp>
@@ -47,11 +50,12 @@ tcp::acceptor openAcceptor(asio::io_context& io, const tcp::endpoint& endpoint) 
 }
 
 Listener::Listener(WorkerContext& worker, tcp::acceptor acceptor, size_t index,
-                   const std::shared_ptr<const RoutingTable>& table)
+                   const std::shared_ptr<const RoutingTable>& table, std::atomic<uint32_t>& open)
     : worker_(worker), acceptor_(std::move(acceptor)), index_(index), table_(table),
       retry_(worker.io),
       accept_failures_(worker.stats.cell(Metric::kAcceptFailures,
-                                         {table->config()->listeners[index].name})) {}
+                                         {table->config()->listeners[index].name})),
+      open_(open) {}
 
 void Listener::start() { accept(); }
 
@@ -78,7 +82,19 @@ void Listener::accept() {
       });
       return;
     }
-    asio::co_spawn(worker_.io, serveClient(worker_, table_, index_, std::move(socket), peer_),
+    const config::Listener& listener = table_->config()->listeners[index_];
+    ListenerSlot slot;
+    if (listener.max_connections > 0) {
+      slot = ListenerSlot::take(open_, listener.max_connections);
+      if (!slot) {
+        refuse(socket, listener.name);
+        accept();
+        return;
+      }
+    }
+    asio::co_spawn(worker_.io,
+                   serveClient(worker_, table_, index_, std::move(socket), peer_,
+                               std::move(slot)),
                    [](std::exception_ptr error) {
                      if (!error) return;
                      try {
@@ -91,6 +107,35 @@ void Listener::accept() {
                    });
     accept();
   });
+}
+
+void Listener::refuse(tcp::socket& socket, const std::string& listener) {
+  // Found on the first refusal: a listener that never refuses shows no such series.
+  if (!refused_) {
+    refused_ = &worker_.stats.cell(Metric::kHandshakeRejections, {listener, "max_connections"});
+  }
+  refused_->add(1);
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("listener {}: max_connections reached, refused {}", listener,
+                  peer_.address().to_string());
+  }
+  // A plain answer means nothing to a TLS client, which just sees the connection closed.
+  if (!table_->listenerTls(index_)) {
+    static constexpr std::string_view kAnswer =
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 21\r\n\r\ntoo many connections\n";
+    const int fd = socket.native_handle();
+    // Whatever the client sent already is read and dropped first (with deferred accepts, its
+    // request head): closing over unread bytes would send a reset that may destroy the answer.
+    // Nothing is waited for; a request still on its way may still meet a reset.
+    const std::span<uint8_t> sink = worker_.read_buffer;
+    [[maybe_unused]] const ssize_t ignored_read =
+        ::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT);
+    [[maybe_unused]] const ssize_t ignored_send =
+        ::send(fd, kAnswer.data(), kAnswer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  boost::system::error_code ignored;
+  socket.close(ignored);
 }
 
 }  // namespace wsgate::gateway

@@ -4,6 +4,8 @@
 // Running out of descriptors pauses accepting briefly instead of spinning.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -23,14 +25,17 @@ boost::asio::ip::tcp::acceptor openAcceptor(boost::asio::io_context& io,
 
 class Listener {
  public:
-  // `table` is the worker's current routing table, read at each accept.
+  // `table` is the worker's current routing table, read at each accept. `open` counts the
+  // listener's open connections across all workers, for its max_connections.
   Listener(WorkerContext& worker, boost::asio::ip::tcp::acceptor acceptor, size_t index,
-           const std::shared_ptr<const RoutingTable>& table);
+           const std::shared_ptr<const RoutingTable>& table, std::atomic<uint32_t>& open);
   void start();
   void stop();
 
  private:
   void accept();
+  // Over max_connections: a fixed 503 written once, no request read, then closed.
+  void refuse(boost::asio::ip::tcp::socket& socket, const std::string& listener);
 
   WorkerContext& worker_;
   boost::asio::ip::tcp::acceptor acceptor_;
@@ -38,6 +43,8 @@ class Listener {
   const std::shared_ptr<const RoutingTable>& table_;
   boost::asio::steady_timer retry_;
   Cell& accept_failures_;
+  std::atomic<uint32_t>& open_;
+  Cell* refused_ = nullptr;  // wsgate_handshake_rejections_total{reason="max_connections"}
   boost::asio::ip::tcp::endpoint peer_;  // filled by the one outstanding accept
 };
 

@@ -39,6 +39,7 @@ bool Server::start() {
     spdlog::error("{}", e.what());
     return false;
   }
+  open_connections_ = std::make_unique<std::atomic<uint32_t>[]>(config_->listeners.size());
   for (unsigned i = 0; i < config_->workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, config_, tls_));
   }
@@ -50,7 +51,7 @@ bool Server::start() {
       for (auto& worker : workers_) {
         tcp::acceptor acceptor = openAcceptor(worker->io(), endpoint);
         endpoint = acceptor.local_endpoint();
-        worker->addListener(l, std::move(acceptor));
+        worker->addListener(l, std::move(acceptor), open_connections_[l]);
       }
     } catch (const boost::system::system_error& e) {
       spdlog::error("listener {}: cannot listen on {}: {}", listener.name,

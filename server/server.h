@@ -3,6 +3,8 @@
 // run() blocks until SIGINT/SIGTERM and then stops the workers.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -32,6 +34,9 @@ class Server {
   // Installed before anything is announced, so an early SIGTERM is a clean stop.
   boost::asio::io_context signals_io_{1};
   boost::asio::signal_set signals_{signals_io_, SIGINT, SIGTERM};
+  // Open connections per listener, for max_connections: shared by every worker, so declared
+  // before them and destroyed after the connections that count themselves here.
+  std::unique_ptr<std::atomic<uint32_t>[]> open_connections_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<Admin> admin_;
 };

@@ -40,9 +40,10 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config,
 
 Worker::~Worker() { stop(); }
 
-void Worker::addListener(size_t listener_index, boost::asio::ip::tcp::acceptor acceptor) {
+void Worker::addListener(size_t listener_index, boost::asio::ip::tcp::acceptor acceptor,
+                         std::atomic<uint32_t>& open) {
   listeners_.push_back(
-      std::make_unique<Listener>(context_, std::move(acceptor), listener_index, table_));
+      std::make_unique<Listener>(context_, std::move(acceptor), listener_index, table_, open));
 }
 
 void Worker::start() {

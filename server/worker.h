@@ -3,7 +3,9 @@
 // workers except the immutable config snapshot and the metric cells read at scrape time.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -37,8 +39,10 @@ class Worker {
   boost::asio::io_context& io() { return io_; }
   const WorkerStats& stats() const { return stats_; }
 
-  // Before start(): adopts a bound acceptor for config listener `listener_index`.
-  void addListener(size_t listener_index, boost::asio::ip::tcp::acceptor acceptor);
+  // Before start(): adopts a bound acceptor for config listener `listener_index`; `open`
+  // counts that listener's connections across workers and outlives the worker.
+  void addListener(size_t listener_index, boost::asio::ip::tcp::acceptor acceptor,
+                   std::atomic<uint32_t>& open);
   void start();
   // Stops accepting and ends the thread; open connections are dropped.
   void stop();

@@ -44,6 +44,7 @@ listeners:
     request_timeout: 3s
     max_request_bytes: 8KiB
     max_request_headers: 32
+    max_connections: 5000
     routes:
       - name: any
         match: { path: /exact }
@@ -70,6 +71,7 @@ TEST(Loader, LoadsTheDocumentedExampleWithEveryField) {
   EXPECT_EQ(pub.request_timeout, std::chrono::seconds(10));
   EXPECT_EQ(pub.max_request_bytes, 16u * 1024);
   EXPECT_EQ(pub.max_request_headers, 64u);
+  EXPECT_EQ(pub.max_connections, 0u);  // no cap
   ASSERT_EQ(pub.routes.size(), 2u);
   EXPECT_EQ(pub.routes[0].match.path_prefix, "/echo");
   EXPECT_EQ(pub.routes[0].match.host, "");
@@ -89,6 +91,7 @@ TEST(Loader, LoadsTheDocumentedExampleWithEveryField) {
   EXPECT_EQ(v6.request_timeout, std::chrono::seconds(3));
   EXPECT_EQ(v6.max_request_bytes, 8u * 1024);
   EXPECT_EQ(v6.max_request_headers, 32u);
+  EXPECT_EQ(v6.max_connections, 5000u);
   EXPECT_EQ(v6.routes[0].match.path_exact, "/exact");
   EXPECT_EQ(v6.routes[0].close_timeout, std::chrono::seconds(2));
   ASSERT_EQ(c.clusters.size(), 2u);
@@ -271,6 +274,18 @@ TEST(Loader, EchoClusterTakesNoEndpointsAndStaticNeedsThem) {
             "test.yaml:10:5: clusters[1]: missing required key \"endpoints\"");
 }
 
+TEST(Loader, RejectsABadMaxConnectionsNamingItsPath) {
+  EXPECT_EQ(onlyError(R"(listeners:
+  - name: l
+    address: 127.0.0.1:0
+    max_connections: -1
+    routes: [ { name: r, cluster: e } ]
+clusters: [ { name: e, type: echo } ]
+)"),
+            "test.yaml:4:22: listeners[0].max_connections: must be an integer from 0 to "
+            "100000000, not \"-1\"");
+}
+
 TEST(Loader, UnknownFilterNamesTheKnownOnes) {
   EXPECT_EQ(onlyError(R"(listeners:
   - name: l
@@ -283,8 +298,8 @@ TEST(Loader, UnknownFilterNamesTheKnownOnes) {
 clusters: [ { name: e, type: echo } ]
 )"),
             "test.yaml:8:13: listeners[0].routes[0].filters[0].bandwidth: unknown filter "
-            "\"bandwidth\" (known: keepalive, max_duration, message_size, origin, rate_limit, "
-            "utf8)");
+            "\"bandwidth\" (known: connection_limit, keepalive, max_duration, message_size, "
+            "origin, rate_limit, subprotocol, utf8)");
 }
 
 TEST(Loader, FilterErrorsCarryTheirPath) {
