@@ -51,6 +51,13 @@ Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionS
       filters_.push_back({std::move(filter), factory->name()});
     }
   }
+  if (!filters_.empty()) {
+    filter_state_ = std::make_unique<FilterState>();
+    for (int i = 0; i < 2; ++i) {
+      flows_[i].fx = &filter_state_->flows[i];
+      leg_state_[i].lx = &filter_state_->legs[i];
+    }
+  }
 }
 
 Session::~Session() {
@@ -83,15 +90,17 @@ void Session::resumeRead(int f) {
   if (finished_ || flow.waiting_read || flow.mode == Mode::kDone || flow.pending_size != 0) {
     return;
   }
-  if (flow.resume_at != Clock::time_point{} && throttled(f)) return;
-  if (flow.backlog_size != 0) return consumeBacklog(f);
+  if (flow.fx) {
+    if (flow.fx->resume_at != Clock::time_point{} && throttled(f)) return;
+    if (flow.fx->backlog_size != 0) return consumeBacklog(f);
+  }
   armRead(f);
 }
 
 void Session::consumeBacklog(int f) {
   Flow& flow = flows_[f];
-  const std::unique_ptr<uint8_t[]> data = std::move(flow.backlog);
-  const size_t size = std::exchange(flow.backlog_size, 0);
+  const std::unique_ptr<uint8_t[]> data = std::move(flow.fx->backlog);
+  const size_t size = std::exchange(flow.fx->backlog_size, 0);
   consume(f, data.get(), size);
   if (flow.mode == Mode::kDone) returnLent(flow);
   resumeRead(f);
@@ -102,26 +111,27 @@ void Session::consumeBacklog(int f) {
 bool Session::throttled(int f) {
   Flow& flow = flows_[f];
   const auto now = Clock::now();
-  if (now >= flow.resume_at) {
+  if (now >= flow.fx->resume_at) {
     endThrottle(f, now);
     return false;
   }
-  if (flow.throttled_since == Clock::time_point{}) flow.throttled_since = now;
+  if (flow.fx->throttled_since == Clock::time_point{}) flow.fx->throttled_since = now;
   armTimer();
   return true;
 }
 
 void Session::endThrottle(int f, Clock::time_point now) {
   Flow& flow = flows_[f];
-  flow.resume_at = {};
-  if (flow.throttled_since == Clock::time_point{}) return;
-  if (!flow.throttled_us) {
-    flow.throttled_us = &worker_.stats.cell(
+  flow.fx->resume_at = {};
+  if (flow.fx->throttled_since == Clock::time_point{}) return;
+  if (!flow.fx->throttled_us) {
+    flow.fx->throttled_us = &worker_.stats.cell(
         Metric::kThrottledSeconds, {setup_.route->name, filters::directionName(directionOf(f))});
   }
-  flow.throttled_us->add(
-      std::chrono::duration_cast<std::chrono::microseconds>(now - flow.throttled_since).count());
-  flow.throttled_since = {};
+  flow.fx->throttled_us->add(std::chrono::duration_cast<std::chrono::microseconds>(
+                                 now - flow.fx->throttled_since)
+                                 .count());
+  flow.fx->throttled_since = {};
 }
 
 // The read is tried at once unless the last one drained the socket (draining_read.h); then it
@@ -158,7 +168,7 @@ void Session::onLanded(int f, const error_code& ec, size_t n) {
     const std::span<const uint8_t> data = drainBehindLanding(f, n, more_ec);
     // The source ended behind these bytes: nothing may wait behind a throttle, since its loss
     // below ends the flow.
-    flow.source_ended = more_ec && more_ec != boost::asio::error::would_block;
+    if (flow.fx) flow.fx->source_ended = more_ec && more_ec != boost::asio::error::would_block;
     consume(f, data.data(), data.size());
     if (more_ec && more_ec != boost::asio::error::would_block) return onLegLost(f, more_ec);
   }
@@ -271,24 +281,25 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   bool hold_rest = false;  // a throttle: what follows this frame waits for its time
   auto frameEnded = [&] {
     onFrameEnd(f);
-    if (std::exchange(flow.throttle_hit, false) && flow.mode == Mode::kRelay &&
-        !flow.source_ended) {
+    if (flow.fx && std::exchange(flow.fx->throttle_hit, false) && flow.mode == Mode::kRelay &&
+        !flow.fx->source_ended) {
       hold_rest = true;
     }
-    if (flow.pong_held) {
-      flow.pong_held = false;
+    if (flow.fx && flow.fx->pong_held) {
+      flow.fx->pong_held = false;
       if (heldPongIsOurs(f)) {
-        leg_state_[f].ping_unanswered = false;
+        leg_state_[f].lx->ping_unanswered = false;
       } else {
-        parts[count++] = {flow.pong.data(), flow.pong_size};
+        parts[count++] = {flow.fx->pong.data(), flow.fx->pong_size};
       }
       run_start = forward_end = pos;
     }
-    if (flow.ping && forwarding && flow.mode == Mode::kRelay && count + 5 <= parts.size()) {
+    if (flow.fx && flow.fx->ping && forwarding && flow.mode == Mode::kRelay &&
+        count + 5 <= parts.size()) {
       closeRun();
-      parts[count++] = {flow.ping->bytes.data(), flow.ping->size};
-      gateway_bytes += flow.ping->size;
-      ping_sent = std::move(flow.ping);
+      parts[count++] = {flow.fx->ping->bytes.data(), flow.fx->ping->size};
+      gateway_bytes += flow.fx->ping->size;
+      ping_sent = std::move(flow.fx->ping);
     }
   };
   flow.held_size = 0;
@@ -297,15 +308,16 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
       const size_t take = static_cast<size_t>(std::min<uint64_t>(flow.remaining, size - pos));
       if (flow.capturing) capture(flow, data + pos, take);
       const bool last = take == flow.remaining;
-      if (flow.pong_held) {
-        std::memcpy(flow.pong.data() + flow.pong_size, data + pos, take);
-        flow.pong_size = static_cast<uint8_t>(flow.pong_size + take);
-      } else if (flow.inspecting != 0 && forwarding && !inspectPayload(f, data + pos, take, last)) {
+      if (flow.fx && flow.fx->pong_held) {
+        std::memcpy(flow.fx->pong.data() + flow.fx->pong_size, data + pos, take);
+        flow.fx->pong_size = static_cast<uint8_t>(flow.fx->pong_size + take);
+      } else if (flow.fx && flow.fx->inspecting != 0 && forwarding &&
+                 !inspectPayload(f, data + pos, take, last)) {
         refuseFrame();
       }
       pos += take;
       flow.remaining -= take;
-      if (forwarding && !flow.pong_held) forward_end = pos;
+      if (forwarding && !(flow.fx && flow.fx->pong_held)) forward_end = pos;
       if (flow.remaining == 0) frameEnded();
     } else {
       const size_t header_from = pos;
@@ -329,14 +341,14 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
       frame_first_part = count;
       if (forwarding) {
         if (admitHeader(f, header)) {
-          if (header.opcode == opcode::kPong && header.payload_length == kPingPayloadSize &&
-              leg_state_[f].ping_unanswered) {
+          if (flow.fx && header.opcode == opcode::kPong && header.payload_length == kPingPayloadSize &&
+              leg_state_[f].lx->ping_unanswered) {
             // Perhaps the answer to the gateway's ping: held back until its payload tells.
             closeRun();
             const auto raw = flow.parser.raw();
-            std::memcpy(flow.pong.data(), raw.data(), raw.size());
-            flow.pong_size = static_cast<uint8_t>(raw.size());
-            flow.pong_held = true;
+            std::memcpy(flow.fx->pong.data(), raw.data(), raw.size());
+            flow.fx->pong_size = static_cast<uint8_t>(raw.size());
+            flow.fx->pong_held = true;
           } else {
             if (earlier > 0) {
               std::memcpy(flow.held.data(), flow.parser.raw().data(), earlier);
@@ -364,10 +376,10 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
         flow.control_masked = header.masked;
         flow.control_mask = header.mask_key;
       }
-      if (flow.inspecting != 0) {
-        flow.inspect_masked = header.masked;
-        flow.inspect_mask = header.mask_key;
-        flow.inspect_offset = 0;
+      if (flow.fx && flow.fx->inspecting != 0) {
+        flow.fx->inspect_masked = header.masked;
+        flow.fx->inspect_mask = header.mask_key;
+        flow.fx->inspect_offset = 0;
         if (flow.remaining == 0 && forwarding && !inspectPayload(f, nullptr, 0, true)) {
           refuseFrame();
         }
@@ -379,9 +391,9 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   in_consume_ = false;
   closeRun();
   if (hold_rest && pos < size) {
-    flow.backlog = std::make_unique<uint8_t[]>(size - pos);
-    std::memcpy(flow.backlog.get(), data + pos, size - pos);
-    flow.backlog_size = size - pos;
+    flow.fx->backlog = std::make_unique<uint8_t[]>(size - pos);
+    std::memcpy(flow.fx->backlog.get(), data + pos, size - pos);
+    flow.fx->backlog_size = size - pos;
   }
 
   size_t total = 0;
@@ -431,7 +443,7 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
         header.isControl() ? 0 : flow.sequencer.messageLength(),
         read_time_,
     };
-    flow.inspecting = 0;
+    flow.fx->inspecting = 0;
     for (size_t i = 0; i < filters_.size(); ++i) {
       current_filter_ = i;
       filters::FrameVerdict verdict;
@@ -449,18 +461,18 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
           filterCloses(f, i, verdict);
           return false;
         case filters::FrameVerdict::Kind::kThrottle:
-          flow.resume_at = std::max(flow.resume_at, verdict.until());
-          flow.throttle_hit = true;
+          flow.fx->resume_at = std::max(flow.fx->resume_at, verdict.until());
+          flow.fx->throttle_hit = true;
           break;
         case filters::FrameVerdict::Kind::kInspect:
-          if (i < 64) flow.inspecting |= uint64_t{1} << i;
+          if (i < 64) flow.fx->inspecting |= uint64_t{1} << i;
           break;
         case filters::FrameVerdict::Kind::kContinue:
           break;
       }
       if (finished_ || flow.mode != Mode::kRelay) return false;
     }
-    if (flow.inspecting != 0) flow.inspected = event;
+    if (flow.fx->inspecting != 0) flow.fx->inspected = event;
   }
   flow.frames->add(1);
   if (!header.isControl() && flow.sequencer.messageEnded()) flow.messages->add(1);
@@ -484,16 +496,18 @@ bool Session::inspectPayload(int f, const uint8_t* data, size_t size, bool frame
   do {
     const size_t n = std::min(plain.size(), size - done);
     if (n > 0) std::memcpy(plain.data(), data + done, n);
-    if (flow.inspect_masked) applyMask(plain.data(), n, flow.inspect_mask, flow.inspect_offset);
-    flow.inspect_offset += n;
+    if (flow.fx->inspect_masked) {
+      applyMask(plain.data(), n, flow.fx->inspect_mask, flow.fx->inspect_offset);
+    }
+    flow.fx->inspect_offset += n;
     done += n;
     const bool last = frame_end && done == size;
     for (size_t i = 0; i < filters_.size() && i < 64; ++i) {
-      if ((flow.inspecting >> i & 1) == 0) continue;
+      if ((flow.fx->inspecting >> i & 1) == 0) continue;
       current_filter_ = i;
       filters::FrameVerdict verdict;
       try {
-        verdict = filters_[i].filter->onPayload(flow.inspected, {plain.data(), n}, last);
+        verdict = filters_[i].filter->onPayload(flow.fx->inspected, {plain.data(), n}, last);
       } catch (const std::exception& e) {
         failAtBoundary(f, e.what());
         return false;
@@ -507,21 +521,22 @@ bool Session::inspectPayload(int f, const uint8_t* data, size_t size, bool frame
       }
     }
   } while (done < size);
-  if (frame_end) flow.inspecting = 0;
+  if (frame_end) flow.fx->inspecting = 0;
   return true;
 }
 
 bool Session::heldPongIsOurs(int f) const {
   const Flow& flow = flows_[f];
-  if (flow.pong_size < kPingPayloadSize + 2) return false;
-  const size_t header_size = flow.pong_size - kPingPayloadSize;
+  if (flow.fx->pong_size < kPingPayloadSize + 2) return false;
+  const size_t header_size = flow.fx->pong_size - kPingPayloadSize;
   std::array<uint8_t, kPingPayloadSize> payload;
-  std::memcpy(payload.data(), flow.pong.data() + header_size, kPingPayloadSize);
-  if (flow.pong[1] & 0x80) {
-    const std::array<uint8_t, 4> key = {flow.pong[2], flow.pong[3], flow.pong[4], flow.pong[5]};
+  std::memcpy(payload.data(), flow.fx->pong.data() + header_size, kPingPayloadSize);
+  if (flow.fx->pong[1] & 0x80) {
+    const auto& pong = flow.fx->pong;
+    const std::array<uint8_t, 4> key = {pong[2], pong[3], pong[4], pong[5]};
     applyMask(payload.data(), payload.size(), key, 0);
   }
-  return payload == leg_state_[f].ping_payload;
+  return payload == leg_state_[f].lx->ping_payload;
 }
 
 void Session::capture(Flow& flow, const uint8_t* data, size_t size) {
@@ -626,8 +641,8 @@ void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
   countClose("gateway", closeCodeLabel(code));
   startCloseTimer();
   // A throttled leg must be read again for its close reply to come in.
-  if (flows_[leg].resume_at != Clock::time_point{}) {
-    flows_[leg].resume_at = Clock::now();
+  if (flows_[leg].fx && flows_[leg].fx->resume_at != Clock::time_point{}) {
+    flows_[leg].fx->resume_at = Clock::now();
     armTimer();
   }
   if (in_consume_ && consuming_flow_ == f) return;  // consume() injects at its boundary
@@ -637,7 +652,7 @@ void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
 
 void Session::sendInject(int f, std::span<const const_buffer> before) {
   Flow& flow = flows_[f];
-  const std::unique_ptr<ControlFrame> ping = std::move(flow.ping);
+  const std::unique_ptr<ControlFrame> ping = flow.fx ? std::move(flow.fx->ping) : nullptr;
   const std::unique_ptr<ControlFrame> close = std::move(flow.inject);
   if (close && flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;  // nothing follows a close
   std::array<const_buffer, 12> parts;
@@ -664,7 +679,7 @@ void Session::onLegLost(int leg, const error_code& ec) {
   into.pending.reset();  // nothing more can reach the lost leg
   into.pending_size = into.pending_offset = 0;
   into.inject.reset();
-  into.ping.reset();
+  if (into.fx) into.fx->ping.reset();
   if (!state.close_received) {
     const bool clean = !ec || ec == boost::asio::error::eof;
     spdlog::debug("{} left route {} without a close frame: {}", legName(leg), setup_.route->name,
@@ -693,7 +708,9 @@ Session::Clock::time_point Session::nextDeadline() const {
   const auto idle = setup_.route->idle_timeout;
   if (!closing_ && idle.count() > 0) next = std::min(next, last_activity_ + idle);
   for (const Flow& flow : flows_) {
-    if (flow.resume_at != Clock::time_point{}) next = std::min(next, flow.resume_at);
+    if (flow.fx && flow.fx->resume_at != Clock::time_point{}) {
+      next = std::min(next, flow.fx->resume_at);
+    }
   }
   for (const FilterSlot& slot : filters_) next = std::min(next, slot.wake);
   return next;
@@ -721,8 +738,10 @@ void Session::onTimer(const error_code& /*ec*/) {
   if (!closing_ && idle.count() > 0 && now - last_activity_ >= idle) {
     // A source held by a throttle is not idle: its bytes wait on the gateway, and closing
     // would drop them. The idle time starts again once it is read.
-    const bool held = flows_[kClient].resume_at != Clock::time_point{} ||
-                      flows_[kUpstream].resume_at != Clock::time_point{};
+    const auto heldBy = [](const Flow& flow) {
+      return flow.fx && flow.fx->resume_at != Clock::time_point{};
+    };
+    const bool held = heldBy(flows_[kClient]) || heldBy(flows_[kUpstream]);
     if (held) {
       last_activity_ = now;
     } else {
@@ -731,7 +750,8 @@ void Session::onTimer(const error_code& /*ec*/) {
     }
   }
   for (int f = 0; f < 2; ++f) {
-    if (flows_[f].resume_at == Clock::time_point{} || now < flows_[f].resume_at) continue;
+    const FlowFilters* fx = flows_[f].fx;
+    if (!fx || fx->resume_at == Clock::time_point{} || now < fx->resume_at) continue;
     endThrottle(f, now);
     resumeRead(f);
   }
@@ -756,20 +776,22 @@ bool Session::ping(filters::Side side) {
   const int leg = static_cast<int>(side);
   LegState& state = leg_state_[leg];
   Flow& into = flows_[1 - leg];
-  if (finished_ || closing_ || state.lost || state.close_queued || state.close_received ||
-      state.ping_unanswered || into.mode != Mode::kRelay) {
+  if (!state.lx || finished_ || closing_ || state.lost || state.close_queued ||
+      state.close_received || state.lx->ping_unanswered || into.mode != Mode::kRelay) {
     return false;
   }
   for (size_t i = 0; i < kPingPayloadSize; i += 4) {
     const auto random = randomMaskKey();
-    std::memcpy(state.ping_payload.data() + i, random.data(), 4);
+    std::memcpy(state.lx->ping_payload.data() + i, random.data(), 4);
   }
-  state.ping_unanswered = true;
-  into.ping = std::make_unique<ControlFrame>(makePingFrame(state.ping_payload, leg == kUpstream));
-  if (!state.pings) {
-    state.pings = &worker_.stats.cell(Metric::kKeepalivePings, {setup_.route->name, legName(leg)});
+  state.lx->ping_unanswered = true;
+  into.fx->ping =
+      std::make_unique<ControlFrame>(makePingFrame(state.lx->ping_payload, leg == kUpstream));
+  if (!state.lx->pings) {
+    state.lx->pings =
+        &worker_.stats.cell(Metric::kKeepalivePings, {setup_.route->name, legName(leg)});
   }
-  state.pings->add(1);
+  state.lx->pings->add(1);
   if (in_consume_ && consuming_flow_ == 1 - leg) return true;  // consume() sends it
   if (into.pending_size == 0 && injectReady(into)) sendInject(1 - leg);
   return true;
@@ -794,7 +816,7 @@ void Session::abandon(filters::Side side, std::string_view reason) {
   into.pending.reset();
   into.pending_size = into.pending_offset = 0;
   into.inject.reset();
-  into.ping.reset();
+  if (into.fx) into.fx->ping.reset();
   from.mode = Mode::kDone;
   if (into.mode == Mode::kRelay) into.mode = Mode::kDiscard;
   legs_[leg].cancel();

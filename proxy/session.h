@@ -82,6 +82,47 @@ class Session final : public std::enable_shared_from_this<Session>,
   // A busy flow gives its lent buffer back after this many wake-ups in a row fit the slot.
   static constexpr uint8_t kQuietReadsToReturn = 4;
 
+  // Per flow, what sessions with message filters need: allocated once with the session when
+  // its route has message filters, so that plain sessions stay small.
+  struct FlowFilters {
+    // A gateway ping toward the destination, waiting for a frame boundary; allocated only
+    // while queued.
+    std::unique_ptr<ControlFrame> ping;
+
+    // A pong from the source that may answer the gateway's ping is held back whole (header and
+    // payload, at most kPongFrameMax bytes) until its payload shows whose it is.
+    bool pong_held = false;
+    uint8_t pong_size = 0;
+    std::array<uint8_t, kPongFrameMax> pong{};
+
+    // Throttled by a filter: the source is read again no sooner than this.
+    Clock::time_point resume_at{};
+    Clock::time_point throttled_since{};
+    bool throttle_hit = false;  // a filter throttled the frame being consumed
+    bool source_ended = false;  // the read being consumed came with the source's end
+    // What a read brought behind the frame that drew a throttle: handled when the throttle
+    // ends, before the source is read again. At most one read; allocated only while held.
+    std::unique_ptr<uint8_t[]> backlog;
+    size_t backlog_size = 0;
+    Cell* throttled_us = nullptr;  // looked up at the first throttle
+    // Filters (bit i: filter i) that asked to see the current frame's payload, and how to
+    // unmask it.
+    uint64_t inspecting = 0;
+    filters::FrameEvent inspected{};
+    bool inspect_masked = false;
+    std::array<uint8_t, 4> inspect_mask{};
+    uint64_t inspect_offset = 0;
+  };
+  struct LegFilters {
+    bool ping_unanswered = false;  // the gateway's ping to it awaits its pong
+    Cell* pings = nullptr;         // looked up at the first ping
+    std::array<uint8_t, kPingPayloadSize> ping_payload{};
+  };
+  struct FilterState {
+    std::array<FlowFilters, 2> flows;
+    std::array<LegFilters, 2> legs;
+  };
+
   // Flow `f` reads leg `f` and writes leg `1 - f`.
   struct Flow {
     Flow(bool from_client, bool allow_rsv1) : sequencer(from_client, allow_rsv1) {}
@@ -90,7 +131,6 @@ class Session final : public std::enable_shared_from_this<Session>,
     FrameSequencer sequencer;
     Mode mode = Mode::kRelay;
     uint64_t remaining = 0;  // payload bytes of the current frame still to come
-    uint64_t payload_offset = 0;
     bool waiting_read = false;  // a read is outstanding
 
     // Where the waiting read lands while the flow is quiet: small enough to keep per session,
@@ -121,33 +161,8 @@ class Session final : public std::enable_shared_from_this<Session>,
     // A gateway close frame to write toward the destination at the next frame boundary;
     // allocated only while queued.
     std::unique_ptr<ControlFrame> inject;
-    // A gateway ping toward the destination, waiting for a frame boundary; allocated only
-    // while queued.
-    std::unique_ptr<ControlFrame> ping;
-
-    // A pong from the source that may answer the gateway's ping is held back whole (header and
-    // payload, at most kPongFrameMax bytes) until its payload shows whose it is.
-    bool pong_held = false;
-    uint8_t pong_size = 0;
-    std::array<uint8_t, kPongFrameMax> pong{};
-
-    // Throttled by a filter: the source is read again no sooner than this.
-    Clock::time_point resume_at{};
-    Clock::time_point throttled_since{};
-    bool throttle_hit = false;  // a filter throttled the frame being consumed
-    bool source_ended = false;  // the read being consumed came with the source's end
-    // What a read brought behind the frame that drew a throttle: handled when the throttle
-    // ends, before the source is read again. At most one read; allocated only while held.
-    std::unique_ptr<uint8_t[]> backlog;
-    size_t backlog_size = 0;
-    Cell* throttled_us = nullptr;  // looked up at the first throttle
-    // Filters (bit i: filter i) that asked to see the current frame's payload, and how to
-    // unmask it.
-    uint64_t inspecting = 0;
-    filters::FrameEvent inspected{};
-    bool inspect_masked = false;
-    std::array<uint8_t, 4> inspect_mask{};
-    uint64_t inspect_offset = 0;
+    // What only sessions with message filters need (else null): see FlowFilters.
+    FlowFilters* fx = nullptr;
 
     Cell* frames = nullptr;
     Cell* messages = nullptr;
@@ -162,9 +177,7 @@ class Session final : public std::enable_shared_from_this<Session>,
     bool close_queued = false;    // a close toward the leg was forwarded or queued
     bool lost = false;            // the leg's connection ended or failed
     bool eof = false;             // the leg's peer closed its side of the connection
-    bool ping_unanswered = false;  // the gateway's ping to it awaits its pong
-    Cell* pings = nullptr;         // looked up at the first ping
-    std::array<uint8_t, kPingPayloadSize> ping_payload{};
+    LegFilters* lx = nullptr;  // only with message filters: see LegFilters
   };
 
   struct FilterSlot {
@@ -210,7 +223,8 @@ class Session final : public std::enable_shared_from_this<Session>,
   void dropClient();
   // True when flow `f` has a close or ping queued and its output is at a frame boundary.
   bool injectReady(const Flow& flow) const {
-    return (flow.inject || flow.ping) && !flow.pong_held &&
+    const FlowFilters* fx = flow.fx;
+    return (flow.inject || (fx && fx->ping)) && !(fx && fx->pong_held) &&
            (flow.mode != Mode::kRelay || flow.remaining == 0);
   }
   // Writes the queued ping, then the queued close, of flow `f` (injectReady must hold), after
@@ -264,6 +278,7 @@ class Session final : public std::enable_shared_from_this<Session>,
   std::array<Flow, 2> flows_;
   std::array<LegState, 2> leg_state_;
   std::vector<FilterSlot> filters_;
+  std::unique_ptr<FilterState> filter_state_;  // null without message filters
   size_t current_filter_ = 0;  // the filter being called (whose wakeAt it is)
   boost::asio::steady_timer timer_;
   Clock::time_point armed_for_ = kNever;  // when the timer's pending wait fires
