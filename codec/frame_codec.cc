@@ -86,8 +86,20 @@ const char* FrameSequencer::check(const FrameHeader& h) {
   return nullptr;
 }
 
+// Eight bytes at a time: the key, turned to start at `offset`, repeated over a word.
 void applyMask(uint8_t* data, size_t size, const std::array<uint8_t, 4>& key, uint64_t offset) {
-  for (size_t i = 0; i < size; ++i) data[i] ^= key[(offset + i) & 3];
+  std::array<uint8_t, 8> turned;
+  for (size_t i = 0; i < turned.size(); ++i) turned[i] = key[(offset + i) & 3];
+  uint64_t word_key;
+  std::memcpy(&word_key, turned.data(), sizeof word_key);
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, data + i, sizeof word);
+    word ^= word_key;
+    std::memcpy(data + i, &word, sizeof word);
+  }
+  for (; i < size; ++i) data[i] ^= turned[i & 7];
 }
 
 size_t encodeHeader(const FrameHeader& h, uint8_t* out) {

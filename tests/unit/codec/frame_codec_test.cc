@@ -149,6 +149,21 @@ TEST(Masking, MaskingTwiceRestoresPayloadFromAnyOffset) {
   EXPECT_EQ(std::string(data.begin(), data.end()), text);
 }
 
+TEST(Masking, WordAtATimeMatchesByteAtATimeAtEveryOffsetAndLength) {
+  const std::array<uint8_t, 4> key = {0x37, 0xfa, 0x21, 0x3d};
+  std::vector<uint8_t> source(67);
+  for (size_t i = 0; i < source.size(); ++i) source[i] = static_cast<uint8_t>(i * 7 + 1);
+  for (uint64_t offset = 0; offset < 9; ++offset) {
+    for (size_t size = 0; size <= source.size(); ++size) {
+      std::vector<uint8_t> fast(source.begin(), source.begin() + size);
+      applyMask(fast.data(), fast.size(), key, offset);
+      for (size_t i = 0; i < size; ++i) {
+        ASSERT_EQ(fast[i], source[i] ^ key[(offset + i) & 3]) << offset << " " << size << " " << i;
+      }
+    }
+  }
+}
+
 TEST(Masking, MatchesRfcExample) {
   // RFC 6455 §5.7: a masked "Hello".
   const uint8_t frame[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58};
