@@ -112,10 +112,17 @@ struct Admin {
   Address address{"127.0.0.1", 9901, ""};
 };
 
+struct Drain {
+  // SIGTERM/SIGINT or POST /drain: live sessions get 1001 spread over two thirds of this, the
+  // rest of it is for their closing handshakes; then what is left is closed. 0: stop at once.
+  std::chrono::milliseconds timeout{30000};
+};
+
 struct Config {
   std::string source;  // file it was loaded from
   unsigned workers = 0;  // 0 in the file means "number of cores"; loader resolves it (>= 1)
   Admin admin;
+  Drain drain;
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;
 

@@ -141,7 +141,9 @@ std::shared_ptr<Config> Loader::load(const YAML::Node& root) {
     diags_.error(1, 1, "(root)", "the file is empty");
     return nullptr;
   }
-  if (!checkKeys(root, "", {"workers", "admin", "listeners", "clusters"}, diags_)) return nullptr;
+  if (!checkKeys(root, "", {"workers", "admin", "drain", "listeners", "clusters"}, diags_)) {
+    return nullptr;
+  }
 
   if (YAML::Node workers = root["workers"]) {
     if (auto n = readInt(workers, "workers", 1, 256, diags_)) {
@@ -154,6 +156,20 @@ std::shared_ptr<Config> Loader::load(const YAML::Node& root) {
     if (checkKeys(admin, "admin", {"address"}, diags_)) {
       if (YAML::Node addr = admin["address"]) {
         if (auto parsed = address(addr, "admin.address", 0)) config->admin.address = *parsed;
+      }
+    }
+  }
+
+  if (YAML::Node drain = root["drain"]) {
+    if (checkKeys(drain, "drain", {"timeout"}, diags_)) {
+      if (YAML::Node timeout = drain["timeout"]) {
+        if (auto d = readDuration(timeout, "drain.timeout", diags_)) {
+          if (*d > std::chrono::hours(1)) {
+            diags_.error(timeout, "drain.timeout", "must be at most 1h");
+          } else {
+            config->drain.timeout = *d;
+          }
+        }
       }
     }
   }

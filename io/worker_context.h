@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "io/live_sessions.h"
 #include "io/relay_buffers.h"
 #include "stats/stats.h"
 
@@ -21,6 +22,7 @@ struct WorkerContext {
   RelayBuffers& buffers;
   std::span<uint8_t> read_buffer;
   unsigned index;
+  LiveSessions* live = nullptr;  // the worker's sessions, for a drain; null in some tests
 };
 
 }  // namespace wsgate::gateway

@@ -61,6 +61,7 @@ Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionS
 }
 
 Session::~Session() {
+  if (worker_.live) worker_.live->gone(*this);
   for (Flow& flow : flows_) returnLent(flow);
   const auto lived = Clock::now() - started_;
   spdlog::debug("session ended: route={} client={} duration={}ms", setup_.route->name,
@@ -71,6 +72,7 @@ Session::~Session() {
 void Session::start(std::span<const uint8_t> client_early,
                     std::span<const uint8_t> upstream_early) {
   record_.setOutcome(outcome::kRelayed);
+  if (worker_.live) worker_.live->add(*this);
   guarded([&] {
     for (size_t i = 0; i < filters_.size() && !finished_; ++i) {
       current_filter_ = i;
@@ -798,8 +800,10 @@ bool Session::ping(filters::Side side) {
 }
 
 void Session::goAway(uint16_t code, std::string_view reason) {
-  queueClose(kClient, code, reason);
-  queueClose(kUpstream, code, reason);
+  guarded([&] {
+    queueClose(kClient, code, reason);
+    queueClose(kUpstream, code, reason);
+  });
 }
 
 void Session::abandon(filters::Side side, std::string_view reason) {
@@ -889,6 +893,7 @@ void Session::onEofWait(int leg, const error_code& ec) {
 void Session::finish(std::string_view why) {
   if (finished_) return;
   finished_ = true;
+  if (worker_.live) worker_.live->gone(*this);
   spdlog::debug("session on route {} for {} finished: {}", setup_.route->name,
                 setup_.client_address, why);
   timer_.cancel();

@@ -34,6 +34,7 @@
 #include "filters/filter.h"
 #include "proxy/connection_record.h"
 #include "codec/frame_codec.h"
+#include "io/live_sessions.h"
 #include "io/relay_buffers.h"
 #include "io/stream.h"
 #include "io/worker_context.h"
@@ -52,7 +53,8 @@ struct SessionSetup {
 
 class Session final : public std::enable_shared_from_this<Session>,
                       private RelayBuffers::Holder,
-                      private filters::SessionControl {
+                      private filters::SessionControl,
+                      private LiveSession {
  public:
   using Clock = filters::Clock;
 
@@ -243,6 +245,7 @@ class Session final : public std::enable_shared_from_this<Session>,
 
   // SessionControl, for the filters.
   bool ping(filters::Side side) override;
+  // Also LiveSession's: a drain asks a session to go away the same way a filter does.
   void goAway(uint16_t code, std::string_view reason) override;
   void abandon(filters::Side side, std::string_view reason) override;
   void wakeAt(Clock::time_point when) override;

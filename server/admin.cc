@@ -94,7 +94,15 @@ asio::awaitable<void> Admin::serve(tcp::socket socket) {
     http::response<http::string_body> response;
     const std::string_view target = request.target();
     const std::string_view path = target.substr(0, target.find('?'));
-    if (request.method() != http::verb::get && request.method() != http::verb::head) {
+    if (path == "/drain") {
+      if (request.method() != http::verb::post) {
+        response = textResponse(http::status::method_not_allowed, "use POST\n");
+        response.set(http::field::allow, "POST");
+      } else {
+        const bool started = on_drain_ && on_drain_();
+        response = textResponse(http::status::ok, started ? "draining\n" : "already draining\n");
+      }
+    } else if (request.method() != http::verb::get && request.method() != http::verb::head) {
       response = textResponse(http::status::method_not_allowed, "use GET\n");
     } else if (path == "/metrics") {
       std::vector<prometheus::MetricFamily> families;
@@ -114,7 +122,7 @@ asio::awaitable<void> Admin::serve(tcp::socket socket) {
                                               "not ready\n");
     } else {
       response = textResponse(http::status::not_found,
-                              "not found; try /metrics, /healthz or /ready\n");
+                              "not found; try /metrics, /healthz, /ready or POST /drain\n");
     }
     response.keep_alive(request.keep_alive());
     auto [write_ec, n] = co_await http::async_write(socket, response, kToken);

@@ -1,9 +1,11 @@
 // The admin listener (default 127.0.0.1:9901), on its own thread so that scrapes never run on
 // a worker: GET /metrics (Prometheus text format), /healthz (the process is alive), /ready
-// (accepting traffic). Plain HTTP/1.1 with keep-alive; each request is bounded in size and time.
+// (accepting traffic), and POST /drain (stop accepting and let sessions go, without exiting: a
+// preStop hook). Plain HTTP/1.1 with keep-alive; each request is bounded in size and time.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -27,6 +29,9 @@ class Admin {
   void start();
   void stop();
   void setReady(bool ready) { ready_.store(ready); }
+  // POST /drain calls this on the admin thread; it returns false if a drain was under way.
+  // Set before start().
+  void onDrain(std::function<bool()> start_drain) { on_drain_ = std::move(start_drain); }
 
  private:
   void accept();
@@ -36,6 +41,7 @@ class Admin {
   boost::asio::io_context io_{1};
   boost::asio::ip::tcp::acceptor acceptor_{io_};
   std::atomic<bool> ready_{false};
+  std::function<bool()> on_drain_;
   std::thread thread_;
 };
 

@@ -1,6 +1,12 @@
 #include "server/server.h"
 
+#include <chrono>
+#include <functional>
+
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
 #include <spdlog/spdlog.h>
 
 #include "server/logging.h"
@@ -16,6 +22,26 @@ namespace {
 tcp::endpoint endpointOf(const config::Address& address) {
   return {asio::ip::make_address(address.ip), address.port};
 }
+
+// wsgate_draining: 1 from the start of a drain.
+class DrainCollector final : public prometheus::Collectable {
+ public:
+  explicit DrainCollector(std::shared_ptr<const std::atomic<bool>> draining)
+      : draining_(std::move(draining)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    prometheus::MetricFamily family;
+    family.name = "wsgate_draining";
+    family.help = "1 while the gateway drains (SIGTERM, SIGINT or POST /drain), else 0.";
+    family.type = prometheus::MetricType::Gauge;
+    prometheus::ClientMetric metric;
+    metric.gauge.value = draining_->load() ? 1 : 0;
+    family.metric.push_back(std::move(metric));
+    return {std::move(family)};
+  }
+
+ private:
+  std::shared_ptr<const std::atomic<bool>> draining_;
+};
 
 std::string textOf(const tcp::endpoint& endpoint) {
   const auto ip = endpoint.address();
@@ -63,7 +89,9 @@ bool Server::start() {
   std::vector<const WorkerStats*> stats;
   for (auto& worker : workers_) stats.push_back(&worker->stats());
   admin_ = std::make_unique<Admin>(std::vector<std::shared_ptr<prometheus::Collectable>>{
-      std::make_shared<StatsCollector>(std::move(stats)), std::make_shared<LogCollector>()});
+      std::make_shared<StatsCollector>(std::move(stats)), std::make_shared<LogCollector>(),
+      std::make_shared<DrainCollector>(draining_)});
+  admin_->onDrain([this] { return startDrain(); });
   try {
     const tcp::endpoint bound = admin_->bind(endpointOf(config_->admin.address));
     spdlog::info("admin listening on {}", textOf(bound));
@@ -80,10 +108,58 @@ bool Server::start() {
   return true;
 }
 
+bool Server::startDrain() {
+  if (draining_->exchange(true)) return false;
+  admin_->setReady(false);
+  const auto spread = config_->drain.timeout * 2 / 3;
+  spdlog::info("draining: listeners closed; {} session(s) get 1001 over {} ms", liveSessions(),
+               spread.count());
+  for (auto& worker : workers_) worker->drain(spread);
+  return true;
+}
+
+size_t Server::liveSessions() const {
+  size_t n = 0;
+  for (const auto& worker : workers_) n += worker->liveSessions();
+  return n;
+}
+
+// First signal: drain until no session is left or drain.timeout has passed (then what is left
+// is dropped); a second signal: stop at once.
 int Server::run() {
-  signals_.async_wait([](const boost::system::error_code& ec, int signal) {
-    if (!ec) spdlog::info("received signal {}, stopping", signal);
-  });
+  asio::steady_timer poll(signals_io_);
+  std::chrono::steady_clock::time_point deadline{};
+  std::function<void()> waitForSignal;
+  std::function<void()> watchDrain = [&] {
+    if (liveSessions() == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (liveSessions() > 0) {
+        spdlog::warn("drain timeout: closing {} session(s) still open", liveSessions());
+      }
+      signals_io_.stop();
+      return;
+    }
+    poll.expires_after(std::chrono::milliseconds(50));
+    poll.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) watchDrain();
+    });
+  };
+  waitForSignal = [&] {
+    signals_.async_wait([&](const boost::system::error_code& ec, int signal) {
+      if (ec) return;
+      if (deadline != std::chrono::steady_clock::time_point{} ||
+          config_->drain.timeout.count() == 0) {
+        spdlog::info("received signal {}, stopping", signal);
+        signals_io_.stop();
+        return;
+      }
+      spdlog::info("received signal {}, draining (a second signal stops at once)", signal);
+      deadline = std::chrono::steady_clock::now() + config_->drain.timeout;
+      startDrain();
+      watchDrain();
+      waitForSignal();
+    });
+  };
+  waitForSignal();
   signals_io_.run();
   admin_->setReady(false);
   admin_->stop();

@@ -1,6 +1,8 @@
 // The whole gateway process: N workers (each with its own io_context, listening sockets and
 // sessions) and the admin listener. start() binds everything or fails with a logged reason;
-// run() blocks until SIGINT/SIGTERM and then stops the workers.
+// run() blocks until SIGINT/SIGTERM, drains (the listeners close, /ready answers 503, live
+// sessions get 1001 spread over the drain, until none is left or drain.timeout), then stops
+// the workers. A second signal stops at once.
 #pragma once
 
 #include <atomic>
@@ -29,6 +31,10 @@ class Server {
   int run();
 
  private:
+  // Starts a drain (any thread); false if one was under way.
+  bool startDrain();
+  size_t liveSessions() const;
+
   std::shared_ptr<const config::Config> config_;
   std::shared_ptr<const TlsContexts> tls_;
   // Installed before anything is announced, so an early SIGTERM is a clean stop.
@@ -39,6 +45,7 @@ class Server {
   std::unique_ptr<std::atomic<uint32_t>[]> open_connections_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<Admin> admin_;
+  std::shared_ptr<std::atomic<bool>> draining_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace wsgate::gateway

@@ -31,11 +31,14 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config,
     : buffers_(stats_, kMaxLentBuffers, kMaxCachedBuffers),
       read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
       // Only binds a reference to io_, constructed next.
-      context_{io_, stats_, buffers_, {read_buffer_.get(), kReadBufferSize}, index},
+      context_{io_, stats_, buffers_, {read_buffer_.get(), kReadBufferSize}, index, &live_},
       failures_(stats_.cell(Metric::kWorkerFailures, {})),
       io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE),
       sweep_timer_(io_),
       stop_signal_(io_, makeStopSignal()),
+      drain_signal_(io_, makeStopSignal()),
+      drain_timer_(io_),
+      drain_closed_(stats_.cell(Metric::kDrainClosedSessions, {})),
       table_(std::make_shared<RoutingTable>(context_, std::move(config), std::move(tls))) {}
 
 Worker::~Worker() { stop(); }
@@ -53,9 +56,61 @@ void Worker::start() {
                           [this](const boost::system::error_code&) {
                             for (auto& listener : listeners_) listener->stop();
                             sweep_timer_.cancel();
+                            drain_timer_.cancel();
                             io_.stop();
                           });
+  waitForDrain();
   thread_ = std::thread([this] { run(); });
+}
+
+void Worker::drain(std::chrono::milliseconds spread) {
+  drain_spread_ms_.store(spread.count());
+  const uint64_t one = 1;
+  if (::write(drain_signal_.native_handle(), &one, sizeof one) != sizeof one) {
+    spdlog::error("worker {}: cannot signal it to drain: {}", context_.index,
+                  std::strerror(errno));
+  }
+}
+
+void Worker::waitForDrain() {
+  drain_signal_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                           [this](const boost::system::error_code& ec) {
+                             if (ec) return;
+                             uint64_t count = 0;
+                             if (::read(drain_signal_.native_handle(), &count, sizeof count) < 0) {
+                               count = 0;
+                             }
+                             if (drain_start_ != std::chrono::steady_clock::time_point{}) return;
+                             for (auto& listener : listeners_) listener->stop();
+                             drain_start_ = std::chrono::steady_clock::now();
+                             drain_spread_ = std::chrono::milliseconds(drain_spread_ms_.load());
+                             drainStep();
+                           });
+}
+
+// The i-th of N sessions is asked at start + spread × i / N, so that clients reconnect
+// gradually, not all in the same second. N grows with sessions that start meanwhile (their
+// handshakes were under way): they are behind schedule, so they are asked at once.
+void Worker::drainStep() {
+  constexpr auto kTick = std::chrono::milliseconds(20);
+  const auto elapsed = std::chrono::steady_clock::now() - drain_start_;
+  const size_t total = drained_ + live_.listed();
+  size_t due = total;
+  if (elapsed < drain_spread_ && drain_spread_.count() > 0) {
+    const double share = std::chrono::duration<double>(elapsed) / drain_spread_;
+    due = static_cast<size_t>(share * static_cast<double>(total)) + 1;
+  }
+  while (drained_ < due) {
+    LiveSession* session = live_.take();
+    if (!session) break;
+    ++drained_;
+    drain_closed_.add(1);
+    session->goAway(1001, "server shutting down");
+  }
+  drain_timer_.expires_after(elapsed < drain_spread_ ? kTick : kTick * 5);
+  drain_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) drainStep();
+  });
 }
 
 // Sessions and handshakes turn their own failures into a close; what still escapes a handler

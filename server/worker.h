@@ -44,12 +44,19 @@ class Worker {
   void addListener(size_t listener_index, boost::asio::ip::tcp::acceptor acceptor,
                    std::atomic<uint32_t>& open);
   void start();
+  // From any thread: stops accepting and asks every session to go away (1001), spread evenly
+  // over `spread`; sessions that start later (handshakes under way) are asked at once.
+  void drain(std::chrono::milliseconds spread);
+  // Sessions alive on this worker; any thread.
+  size_t liveSessions() const { return live_.alive(); }
   // Stops accepting and ends the thread; open connections are dropped.
   void stop();
 
  private:
   void run();
   void sweepBuffersLater();
+  void waitForDrain();
+  void drainStep();
 
   // Declared before io_, so destroyed after it: the handlers io_ destroys with it (sessions,
   // handshakes) still count themselves in stats_, give their buffers back and reach both through
@@ -57,6 +64,7 @@ class Worker {
   WorkerStats stats_;
   RelayBuffers buffers_;
   std::unique_ptr<uint8_t[]> read_buffer_;
+  LiveSessions live_;
   WorkerContext context_;
   Cell& failures_;
   boost::asio::io_context io_;
@@ -67,6 +75,14 @@ class Worker {
   // stop() writes here from another thread: the io_context itself is never touched from outside
   // its thread, so it runs without locks.
   boost::asio::posix::stream_descriptor stop_signal_;
+  // drain() writes here; the spread travels in drain_spread_ms_.
+  boost::asio::posix::stream_descriptor drain_signal_;
+  std::atomic<int64_t> drain_spread_ms_{0};
+  boost::asio::steady_timer drain_timer_;
+  std::chrono::steady_clock::time_point drain_start_{};
+  std::chrono::milliseconds drain_spread_{0};
+  size_t drained_ = 0;  // sessions asked to go away so far
+  Cell& drain_closed_;
   std::shared_ptr<const RoutingTable> table_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::thread thread_;

@@ -23,6 +23,8 @@ const std::array<MetricInfo, static_cast<size_t>(Metric::kCount)> kMetrics = {{
     {"wsgate_connections_active", "Client connections currently open.", true, {"listener"}},
     {"wsgate_connections_total", "Client connections ended, by outcome.", false,
      {"listener", "outcome"}},
+    {"wsgate_drain_closed_sessions_total",
+     "Sessions a drain asked to go away (1001 to both sides).", false, {}},
     {"wsgate_filter_rejections_total",
      "Handshakes refused or sessions closed by a filter, by the filter's reason.", false,
      {"route", "filter", "reason"}},

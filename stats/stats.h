@@ -28,6 +28,7 @@ enum class Metric : uint8_t {
   kCloseCodes,
   kConnectionsActive,
   kConnectionsTotal,
+  kDrainClosedSessions,
   kFilterRejections,
   kFrames,
   kHandshakeRejections,

@@ -158,17 +158,24 @@ class Gateway:
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
-    def stop(self, sig=signal.SIGTERM):
-        """Signals the process (by PID), waits up to 5 s, then SIGKILLs it. Returns
-        (exit code, seconds it took to exit after the signal)."""
+    def stop(self, sig=signal.SIGTERM, drain_wait=1.5):
+        """Signals the process (by PID); a gateway with live sessions drains, so after
+        `drain_wait` s the signal is sent again (a second one stops at once, as an operator's
+        would), then after 5 s more it is SIGKILLed. Returns (exit code, seconds it took to exit
+        after the first signal)."""
         start = time.monotonic()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(5)
+                self.proc.wait(drain_wait)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                if self.proc.poll() is None:
+                    self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
         took = time.monotonic() - start
         self.reader.join(2)
         return self.proc.returncode, took

@@ -111,7 +111,9 @@ clusters: [ { name: e, type: echo } ]
   ASSERT_NE(result.config, nullptr) << result.diagnostics.format();
   EXPECT_GE(result.config->workers, 1u);
   EXPECT_EQ(result.config->admin.address.text(), "127.0.0.1:9901");
+  EXPECT_EQ(result.config->drain.timeout, std::chrono::seconds(30));
 }
+
 
 const char* kBase = R"(listeners:
   - name: l
@@ -124,6 +126,14 @@ clusters:
     type: echo
 )";
 
+TEST(Loader, DrainTimeoutIsReadAndBounded) {
+  LoadResult result = load(std::string(kBase) + "drain: { timeout: 5s }\n");
+  ASSERT_NE(result.config, nullptr) << result.diagnostics.format();
+  EXPECT_EQ(result.config->drain.timeout, std::chrono::seconds(5));
+  EXPECT_EQ(onlyError(std::string(kBase) + "drain: { timeout: 2h }\n"),
+            "test.yaml:10:19: drain.timeout: must be at most 1h");
+}
+
 TEST(Loader, UnknownKeySuggestsTheClosestOne) {
   EXPECT_EQ(onlyError(std::string(kBase) + "workrs: 2\n"),
             "test.yaml:10:1: workrs: unknown key \"workrs\" (did you mean \"workers\"?)");
@@ -131,7 +141,7 @@ TEST(Loader, UnknownKeySuggestsTheClosestOne) {
 
 TEST(Loader, UnknownKeyWithoutNearMatchListsAllowedKeys) {
   EXPECT_EQ(onlyError(std::string(kBase) + "tls: {}\n"),
-            "test.yaml:10:1: tls: unknown key \"tls\" (allowed: workers admin listeners "
+            "test.yaml:10:1: tls: unknown key \"tls\" (allowed: workers admin drain listeners "
             "clusters)");
 }
 
@@ -144,7 +154,8 @@ TEST(Loader, AnEmptyKeyIsNamedByItsMap) {
   LoadResult result = load(std::string(kBase) + "\"\": 1\n");
   ASSERT_EQ(result.diagnostics.errors().size(), 1u) << result.diagnostics.format();
   EXPECT_EQ(result.diagnostics.errors()[0].format(),
-            "test.yaml:10:1: (root): unknown key \"\" (allowed: workers admin listeners clusters)");
+            "test.yaml:10:1: (root): unknown key \"\" (allowed: workers admin drain listeners "
+            "clusters)");
 }
 
 TEST(Loader, MissingRequiredKeyPointsAtItsMap) {
