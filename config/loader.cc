@@ -13,6 +13,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "config/env_expand.h"
 #include "config/name_resolver.h"
 #include "config/tls.h"
 #include "config/yaml_util.h"
@@ -472,9 +473,11 @@ void Loader::filters(const YAML::Node& node, const std::string& path,
 LoadResult loadString(const std::string& yaml, const std::string& source_name,
                       const FilterCatalog& filters, const NameResolver& resolve) {
   LoadResult result{nullptr, Diagnostics(source_name)};
+  const std::string expanded = expandVariables(yaml, environmentVariable, result.diagnostics);
+  if (!result.diagnostics.empty()) return result;
   YAML::Node root;
   try {
-    root = YAML::Load(yaml);
+    root = YAML::Load(expanded);
   } catch (const YAML::Exception& e) {
     result.diagnostics.error(e.mark.line + 1, e.mark.column + 1, "(root)",
                              "YAML syntax error: " + e.msg);
