@@ -94,7 +94,17 @@ asio::awaitable<void> Admin::serve(tcp::socket socket) {
     http::response<http::string_body> response;
     const std::string_view target = request.target();
     const std::string_view path = target.substr(0, target.find('?'));
-    if (path == "/drain") {
+    if (path == "/reload") {
+      if (request.method() != http::verb::post) {
+        response = textResponse(http::status::method_not_allowed, "use POST\n");
+        response.set(http::field::allow, "POST");
+      } else if (!on_reload_) {
+        response = textResponse(http::status::not_found, "no reload here\n");
+      } else {
+        auto [ok, text] = on_reload_();
+        response = textResponse(ok ? http::status::ok : http::status::bad_request, text);
+      }
+    } else if (path == "/drain") {
       if (request.method() != http::verb::post) {
         response = textResponse(http::status::method_not_allowed, "use POST\n");
         response.set(http::field::allow, "POST");
@@ -114,6 +124,8 @@ asio::awaitable<void> Admin::serve(tcp::socket socket) {
       prometheus::TextSerializer serializer;
       response = textResponse(http::status::ok, serializer.Serialize(families),
                               "text/plain; version=0.0.4; charset=utf-8");
+    } else if (path == "/config" && on_config_) {
+      response = textResponse(http::status::ok, on_config_(), "application/json");
     } else if (path == "/healthz") {
       response = textResponse(http::status::ok, "ok\n");
     } else if (path == "/ready") {
@@ -122,7 +134,8 @@ asio::awaitable<void> Admin::serve(tcp::socket socket) {
                                               "not ready\n");
     } else {
       response = textResponse(http::status::not_found,
-                              "not found; try /metrics, /healthz, /ready or POST /drain\n");
+                              "not found; try /metrics, /healthz, /ready, /config, POST /reload or "
+                              "POST /drain\n");
     }
     response.keep_alive(request.keep_alive());
     auto [write_ec, n] = co_await http::async_write(socket, response, kToken);

@@ -68,7 +68,10 @@ int main(int argc, char** argv) {
   }
 
   std::signal(SIGPIPE, SIG_IGN);
-  wsgate::gateway::Server server(loaded.config);
+  wsgate::gateway::Server server(loaded.config, [config_path] {
+    return wsgate::config::loadFile(config_path, wsgate::filters::Registry::global(),
+                                    wsgate::config::systemNameResolver(kResolveTimeout));
+  });
   if (!server.start()) return 1;
   return server.run();
 }

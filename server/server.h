@@ -7,39 +7,61 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include "config/config.h"
+#include "config/loader.h"
 #include "io/tls_context.h"
 #include "server/admin.h"
+#include "server/config_status.h"
 #include "server/worker.h"
 
 namespace wsgate::gateway {
 
 class Server {
  public:
-  explicit Server(std::shared_ptr<const config::Config> config);
+  // Loads the config file again, for a reload.
+  using ConfigLoader = std::function<config::LoadResult()>;
+  struct ReloadOutcome {
+    bool ok = false;
+    std::string message;  // the errors, or "reloaded" and what could not change live
+  };
+
+  Server(std::shared_ptr<const config::Config> config, ConfigLoader loader = {});
   ~Server();
 
   // Binds every listener on every worker and the admin address; false (logged) on failure.
   bool start();
   // Blocks until a stop signal; returns the process exit code.
   int run();
+  // SIGHUP and POST /reload (any thread, one at a time): a valid file is published to every
+  // worker for new connections; live sessions keep the config they started with. An invalid one
+  // changes nothing.
+  ReloadOutcome reload();
 
  private:
+  std::shared_ptr<const config::Config> currentConfig() const;
   // Starts a drain (any thread); false if one was under way.
   bool startDrain();
   size_t liveSessions() const;
 
+  ConfigLoader loader_;
+  mutable std::mutex config_mutex_;  // config_ and tls_, which a reload replaces
+  std::mutex reload_mutex_;          // one reload at a time
   std::shared_ptr<const config::Config> config_;
   std::shared_ptr<const TlsContexts> tls_;
+  std::shared_ptr<ConfigStatus> status_ = std::make_shared<ConfigStatus>();
   // Installed before anything is announced, so an early SIGTERM is a clean stop.
   boost::asio::io_context signals_io_{1};
   boost::asio::signal_set signals_{signals_io_, SIGINT, SIGTERM};
+  boost::asio::signal_set hangups_{signals_io_, SIGHUP};
   // Open connections per listener, for max_connections: shared by every worker, so declared
   // before them and destroyed after the connections that count themselves here.
   std::unique_ptr<std::atomic<uint32_t>[]> open_connections_;

@@ -14,11 +14,11 @@ namespace wsgate::gateway {
 
 namespace {
 
-int makeStopSignal() {
+int makeEventFd() {
   const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) {
     throw boost::system::system_error(errno, boost::system::system_category(),
-                                      "eventfd for stopping a worker");
+                                      "eventfd for signalling a worker");
   }
   return fd;
 }
@@ -35,8 +35,9 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config,
       failures_(stats_.cell(Metric::kWorkerFailures, {})),
       io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE),
       sweep_timer_(io_),
-      stop_signal_(io_, makeStopSignal()),
-      drain_signal_(io_, makeStopSignal()),
+      stop_signal_(io_, makeEventFd()),
+      drain_signal_(io_, makeEventFd()),
+      swap_signal_(io_, makeEventFd()),
       drain_timer_(io_),
       drain_closed_(stats_.cell(Metric::kDrainClosedSessions, {})),
       table_(std::make_shared<RoutingTable>(context_, std::move(config), std::move(tls))) {}
@@ -60,7 +61,46 @@ void Worker::start() {
                             io_.stop();
                           });
   waitForDrain();
+  waitForSwap();
   thread_ = std::thread([this] { run(); });
+}
+
+void Worker::swapConfig(std::shared_ptr<const config::Config> config,
+                        std::shared_ptr<const TlsContexts> tls) {
+  {
+    std::lock_guard lock(swap_mutex_);
+    next_config_ = std::move(config);
+    next_tls_ = std::move(tls);
+  }
+  const uint64_t one = 1;
+  if (::write(swap_signal_.native_handle(), &one, sizeof one) != sizeof one) {
+    spdlog::error("worker {}: cannot signal it a new config: {}", context_.index,
+                  std::strerror(errno));
+  }
+}
+
+// The listeners read the worker's table at each accept: replacing it is the whole swap.
+void Worker::waitForSwap() {
+  swap_signal_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                          [this](const boost::system::error_code& ec) {
+                            if (ec) return;
+                            uint64_t count = 0;
+                            if (::read(swap_signal_.native_handle(), &count, sizeof count) < 0) {
+                              count = 0;
+                            }
+                            std::shared_ptr<const config::Config> config;
+                            std::shared_ptr<const TlsContexts> tls;
+                            {
+                              std::lock_guard lock(swap_mutex_);
+                              config = std::move(next_config_);
+                              tls = std::move(next_tls_);
+                            }
+                            if (config) {
+                              table_ = std::make_shared<RoutingTable>(context_, std::move(config),
+                                                                      std::move(tls));
+                            }
+                            waitForSwap();
+                          });
 }
 
 void Worker::drain(std::chrono::milliseconds spread) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,10 @@ class Worker {
   // From any thread: stops accepting and asks every session to go away (1001), spread evenly
   // over `spread`; sessions that start later (handshakes under way) are asked at once.
   void drain(std::chrono::milliseconds spread);
+  // From any thread: new connections on this worker use `config` (same listeners, in the same
+  // order) from now on; handshakes and sessions under way keep the snapshot they started with.
+  void swapConfig(std::shared_ptr<const config::Config> config,
+                  std::shared_ptr<const TlsContexts> tls);
   // Sessions alive on this worker; any thread.
   size_t liveSessions() const { return live_.alive(); }
   // Stops accepting and ends the thread; open connections are dropped.
@@ -56,6 +61,7 @@ class Worker {
   void run();
   void sweepBuffersLater();
   void waitForDrain();
+  void waitForSwap();
   void drainStep();
 
   // Declared before io_, so destroyed after it: the handlers io_ destroys with it (sessions,
@@ -78,6 +84,11 @@ class Worker {
   // drain() writes here; the spread travels in drain_spread_ms_.
   boost::asio::posix::stream_descriptor drain_signal_;
   std::atomic<int64_t> drain_spread_ms_{0};
+  // swapConfig() leaves the next snapshot here (the latest wins) and writes swap_signal_.
+  boost::asio::posix::stream_descriptor swap_signal_;
+  std::mutex swap_mutex_;
+  std::shared_ptr<const config::Config> next_config_;
+  std::shared_ptr<const TlsContexts> next_tls_;
   boost::asio::steady_timer drain_timer_;
   std::chrono::steady_clock::time_point drain_start_{};
   std::chrono::milliseconds drain_spread_{0};

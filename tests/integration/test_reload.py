@@ -1,0 +1,192 @@
+"""Reload (issue 20): SIGHUP and POST /reload load the file again; a valid config serves new
+connections at once while every live session keeps the route and cluster it started with and
+loses nothing; an invalid one changes nothing, and says why."""
+import asyncio
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+
+from conftest import app_config, run, wait_for
+import wscompat
+
+SESSIONS = 200
+
+
+def two_clusters(port_a, port_b, use="a", workers=2):
+    """/app routed to cluster `use` (a or b); both clusters defined."""
+    config = app_config([port_a], workers=workers).replace("cluster: app", f"cluster: {use}")
+    config = config.replace("connect_timeout: 1s", "connect_timeout: 5s")
+    config = config.replace("\n  - name: app\n    endpoints", "\n  - name: a\n    endpoints", 1)
+    return config + f"""  - name: b
+    endpoints: ["127.0.0.1:{port_b}"]
+    connect_timeout: 5s
+    response_timeout: 3s
+"""
+
+
+def post(gw, path):
+    request = urllib.request.Request(f"http://127.0.0.1:{gw.admin_port}{path}", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def rewrite(gw, text):
+    with open(gw.config_path, "w") as f:
+        f.write(text)
+
+
+async def chatter(url, stop, counts, errors):
+    """One session sending a numbered message every 20 ms and checking each echo, until `stop`."""
+    try:
+        async with wscompat.connect(url) as ws:
+            i = 0
+            while not stop.is_set():
+                await ws.send(f"m{i}")
+                reply = await asyncio.wait_for(ws.recv(), 10)
+                if reply != f"m{i}":
+                    errors.append(f"sent m{i}, got {reply!r}")
+                    return
+                i += 1
+                counts.append(1)
+                await asyncio.sleep(0.02)
+    except Exception as e:  # a dropped session
+        errors.append(repr(e))
+
+
+def under_load(gw, during):
+    """Runs SESSIONS chattering sessions, calls `during()` once they are all up, then stops them;
+    returns (messages echoed, errors)."""
+    url = f"ws://127.0.0.1:{gw.port}/app"
+
+    async def main():
+        stop = asyncio.Event()
+        counts, errors = [], []
+        tasks = []
+        for _ in range(SESSIONS // 20):  # in steps: the backend's listen backlog is 100
+            tasks += [asyncio.create_task(chatter(url, stop, counts, errors)) for _ in range(20)]
+            await asyncio.sleep(0.05)
+        while len(counts) < SESSIONS * 2 and not errors:
+            await asyncio.sleep(0.05)
+        before = len(counts)
+        await asyncio.get_running_loop().run_in_executor(None, during)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        return len(counts) - before, errors
+    return run(main(), timeout=120)
+
+
+def test_a_reload_moves_new_sessions_and_keeps_live_ones(start_gateway, backends):
+    port_a, record_a = backends.echo()
+    port_b, record_b = backends.echo()
+    gw = start_gateway(two_clusters(port_a, port_b, "a"))
+
+    def reload_to_b():
+        rewrite(gw, two_clusters(port_a, port_b, "b"))
+        assert post(gw, "/reload") == (200, "reloaded\n")
+        # New sessions reach the new cluster at once.
+        async def one():
+            async with wscompat.connect(f"ws://127.0.0.1:{gw.port}/app") as ws:
+                await ws.send("new")
+                assert await ws.recv() == "new"
+        run(one())
+        assert record_b["connections"] == 1
+
+    echoed, errors = under_load(gw, reload_to_b)
+    assert not errors, errors[:5]
+    assert echoed > SESSIONS, echoed
+    # The live ones stayed on cluster a, every message answered.
+    assert record_a["connections"] == SESSIONS
+    assert record_b["connections"] == 1
+    assert gw.metric("wsgate_config_reloads_total", result="success") == 1
+
+
+def test_twenty_reloads_in_a_row_under_load_drop_nothing(start_gateway, backends):
+    port_a, record_a = backends.echo()
+    port_b, _ = backends.echo()
+    gw = start_gateway(two_clusters(port_a, port_b, "a"))
+
+    def reloads():
+        for i in range(20):
+            rewrite(gw, two_clusters(port_a, port_b, "b" if i % 2 == 0 else "a"))
+            if i % 2 == 0:
+                gw.proc.send_signal(signal.SIGHUP)
+                assert wait_for(lambda: gw.metric("wsgate_config_reloads_total",
+                                                  result="success") == i + 1, timeout=5)
+            else:
+                assert post(gw, "/reload")[0] == 200
+    echoed, errors = under_load(gw, reloads)
+    assert not errors, errors[:5]
+    assert echoed > SESSIONS
+    assert gw.metric("wsgate_config_reloads_total", result="success") == 20
+    assert gw.metric("wsgate_config_reloads_total", result="failure") == 0
+    assert record_a["connections"] == SESSIONS
+
+
+def test_a_bad_file_changes_nothing_and_says_why(start_gateway, backends):
+    port_a, record_a = backends.echo()
+    port_b, record_b = backends.echo()
+    good = two_clusters(port_a, port_b, "a")
+    gw = start_gateway(good)
+    hash_before = json.loads(gw.admin("/config")[1])["hash"]
+    for bad, expect in [("listeners: [ {", "YAML syntax error"),
+                        (good.replace("cluster: a", "cluster: nowhere"), "nowhere")]:
+        rewrite(gw, bad)
+        status, body = post(gw, "/reload")
+        assert status == 400, body
+        assert expect in body and "the old one serves" in body, body
+        config = json.loads(gw.admin("/config")[1])
+        assert expect in config["last_reload_error"]
+        assert config["hash"] == hash_before
+
+        async def still_a():
+            async with wscompat.connect(f"ws://127.0.0.1:{gw.port}/app") as ws:
+                await ws.send("x")
+                assert await ws.recv() == "x"
+        run(still_a())
+    assert record_b["connections"] == 0 and record_a["connections"] == 2
+    assert gw.metric("wsgate_config_reloads_total", result="failure") == 2
+    assert "reload:" in gw.log()
+    # SIGHUP with a bad file: the same, counted and logged.
+    gw.proc.send_signal(signal.SIGHUP)
+    assert gw.wait_metric("wsgate_config_reloads_total", 3, result="failure") == 3
+
+
+def test_config_shows_the_active_file_with_secrets_redacted(start_gateway, backends):
+    port_a, _ = backends.echo()
+    port_b, _ = backends.echo()
+    gw = start_gateway(two_clusters(port_a, port_b, "a"))
+    config = json.loads(gw.admin("/config")[1])
+    assert config["source"] == gw.config_path
+    assert config["last_reload_error"] is None
+    assert config["config"]["clusters"][1]["name"] == "a"
+    assert gw.metric("wsgate_config_info", hash=config["hash"]) == 1
+    before = gw.metric("wsgate_config_last_reload_success_timestamp_seconds")
+    assert abs(before - time.time()) < 60
+    rewrite(gw, two_clusters(port_a, port_b, "b") + "# api_token: kept out of sight\n")
+    assert post(gw, "/reload")[0] == 200
+    after = json.loads(gw.admin("/config")[1])
+    assert after["hash"] != config["hash"]
+    assert gw.metric("wsgate_config_info", hash=after["hash"]) == 1
+    assert gw.metric("wsgate_config_info", hash=config["hash"]) == 0
+
+
+def test_settings_that_cannot_change_live_are_reported(start_gateway, backends):
+    port_a, _ = backends.echo()
+    port_b, _ = backends.echo()
+    gw = start_gateway(two_clusters(port_a, port_b, "a", workers=2))
+    rewrite(gw, two_clusters(port_a, port_b, "b", workers=3))
+    status, body = post(gw, "/reload")
+    assert status == 200 and "workers: 2 → 3 needs a restart" in body, body
+    # Listeners cannot change on a reload yet: refused, the old config serves.
+    moved = two_clusters(port_a, port_b, "a").replace('address: "127.0.0.1:0"',
+                                                      'address: "127.0.0.1:1"')
+    rewrite(gw, moved)
+    status, body = post(gw, "/reload")
+    assert status == 400 and "listeners cannot change on a reload yet" in body, body
