@@ -95,7 +95,7 @@ def test_throttle_holds_a_full_speed_sender_to_the_rate_with_nothing_lost(
           f"throttled {throttled_half:.2f} s then {throttled_end:.2f} s")
     assert RATE * 0.85 <= rate <= RATE * 1.15
     # The burst went through at once, not at the rate.
-    assert times[BURST - 1] - times[0] < 0.5
+    assert times[BURST - 1] - times[0] < 0.8  # at the rate it would take 1 s
     assert max(rss) - rss[0] < 8 * 1024, f"gateway RSS grew: {rss}"
     assert 0 < throttled_half < throttled_end
     assert throttled_end >= 3.0  # the sender was held most of the 5 s
