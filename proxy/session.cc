@@ -259,7 +259,6 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   size_t run_start = 0;
   size_t forward_end = 0;
   size_t gateway_bytes = 0;                  // of the parts: frames of the gateway's own
-  std::unique_ptr<ControlFrame> ping_sent;   // a ping put between two frames of this read
   bool frame_here = false;                   // the current frame began in this read
   size_t frame_start = 0;
   size_t frame_first_part = 0;
@@ -296,12 +295,12 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
       }
       run_start = forward_end = pos;
     }
-    if (flow.fx && flow.fx->ping && forwarding && flow.mode == Mode::kRelay &&
+    if (flow.fx && flow.fx->ping_size != 0 && forwarding && flow.mode == Mode::kRelay &&
         count + 5 <= parts.size()) {
       closeRun();
-      parts[count++] = {flow.fx->ping->bytes.data(), flow.fx->ping->size};
-      gateway_bytes += flow.fx->ping->size;
-      ping_sent = std::move(flow.fx->ping);
+      // The bytes stay in fx->ping until the write below has taken or copied them.
+      parts[count++] = {flow.fx->ping.data(), flow.fx->ping_size};
+      gateway_bytes += std::exchange(flow.fx->ping_size, 0);
     }
   };
   flow.held_size = 0;
@@ -654,13 +653,13 @@ void Session::queueClose(int leg, uint16_t code, std::string_view reason) {
 
 void Session::sendInject(int f, std::span<const const_buffer> before) {
   Flow& flow = flows_[f];
-  const std::unique_ptr<ControlFrame> ping = flow.fx ? std::move(flow.fx->ping) : nullptr;
+  const size_t ping_size = flow.fx ? std::exchange(flow.fx->ping_size, 0) : 0;
   const std::unique_ptr<ControlFrame> close = std::move(flow.inject);
   if (close && flow.mode == Mode::kRelay) flow.mode = Mode::kDiscard;  // nothing follows a close
   std::array<const_buffer, 12> parts;
   size_t count = 0;
   for (const auto& part : before) parts[count++] = part;
-  if (ping) parts[count++] = {ping->bytes.data(), ping->size};
+  if (ping_size != 0) parts[count++] = {flow.fx->ping.data(), ping_size};
   if (close) parts[count++] = {close->bytes.data(), close->size};
   emit(f, {parts.data(), count});
 }
@@ -681,7 +680,7 @@ void Session::onLegLost(int leg, const error_code& ec) {
   into.pending.reset();  // nothing more can reach the lost leg
   into.pending_size = into.pending_offset = 0;
   into.inject.reset();
-  if (into.fx) into.fx->ping.reset();
+  if (into.fx) into.fx->ping_size = 0;
   if (!state.close_received) {
     const bool clean = !ec || ec == boost::asio::error::eof;
     spdlog::debug("{} left route {} without a close frame: {}", legName(leg), setup_.route->name,
@@ -787,8 +786,9 @@ bool Session::ping(filters::Side side) {
     std::memcpy(state.lx->ping_payload.data() + i, random.data(), 4);
   }
   state.lx->ping_unanswered = true;
-  into.fx->ping =
-      std::make_unique<ControlFrame>(makePingFrame(state.lx->ping_payload, leg == kUpstream));
+  const ControlFrame frame = makePingFrame(state.lx->ping_payload, leg == kUpstream);
+  std::memcpy(into.fx->ping.data(), frame.bytes.data(), frame.size);
+  into.fx->ping_size = static_cast<uint8_t>(frame.size);
   if (!state.lx->pings) {
     state.lx->pings =
         &worker_.stats.cell(Metric::kKeepalivePings, {setup_.route->name, legName(leg)});
@@ -820,7 +820,7 @@ void Session::abandon(filters::Side side, std::string_view reason) {
   into.pending.reset();
   into.pending_size = into.pending_offset = 0;
   into.inject.reset();
-  if (into.fx) into.fx->ping.reset();
+  if (into.fx) into.fx->ping_size = 0;
   from.mode = Mode::kDone;
   if (into.mode == Mode::kRelay) into.mode = Mode::kDiscard;
   legs_[leg].cancel();

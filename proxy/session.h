@@ -87,9 +87,10 @@ class Session final : public std::enable_shared_from_this<Session>,
   // Per flow, what sessions with message filters need: allocated once with the session when
   // its route has message filters, so that plain sessions stay small.
   struct FlowFilters {
-    // A gateway ping toward the destination, waiting for a frame boundary; allocated only
-    // while queued.
-    std::unique_ptr<ControlFrame> ping;
+    // A gateway ping toward the destination, waiting for a frame boundary (ping_size 0: none).
+    // Kept here, not allocated: keepalive on idle sessions costs no allocation per ping.
+    std::array<uint8_t, kPongFrameMax> ping{};
+    uint8_t ping_size = 0;
 
     // A pong from the source that may answer the gateway's ping is held back whole (header and
     // payload, at most kPongFrameMax bytes) until its payload shows whose it is.
@@ -226,7 +227,7 @@ class Session final : public std::enable_shared_from_this<Session>,
   // True when flow `f` has a close or ping queued and its output is at a frame boundary.
   bool injectReady(const Flow& flow) const {
     const FlowFilters* fx = flow.fx;
-    return (flow.inject || (fx && fx->ping)) && !(fx && fx->pong_held) &&
+    return (flow.inject || (fx && fx->ping_size != 0)) && !(fx && fx->pong_held) &&
            (flow.mode != Mode::kRelay || flow.remaining == 0);
   }
   // Writes the queued ping, then the queued close, of flow `f` (injectReady must hold), after
