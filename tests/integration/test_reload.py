@@ -3,13 +3,16 @@ connections at once while every live session keeps the route and cluster it star
 loses nothing; an invalid one changes nothing, and says why."""
 import asyncio
 import json
-import os
+import shutil
 import signal
+import ssl
 import time
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
-from conftest import app_config, run, wait_for
+from conftest import app_config, run, tls_connect, wait_for
+from test_tls import secure_config
 import wscompat
 
 SESSIONS = 200
@@ -190,3 +193,36 @@ def test_settings_that_cannot_change_live_are_reported(start_gateway, backends):
     rewrite(gw, moved)
     status, body = post(gw, "/reload")
     assert status == 400 and "listeners cannot change on a reload yet" in body, body
+
+
+def test_a_renewed_certificate_is_served_after_a_reload(start_gateway, backends, tls_certs,
+                                                        tmp_path):
+    port, _ = backends.echo()
+    live = SimpleNamespace(cert=str(tmp_path / "live.pem"), key=str(tmp_path / "live.key"))
+
+    def install(cert):
+        shutil.copyfile(cert.cert, live.cert)
+        shutil.copyfile(cert.key, live.key)
+
+    def served_leaf(gw):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        sock = tls_connect(gw.ports["secure"], context, server_hostname="localhost")
+        try:
+            return sock.getpeercert(binary_form=True)
+        finally:
+            sock.close()
+
+    def leaf_der(cert):
+        with open(cert.leaf) as f:
+            return ssl.PEM_cert_to_DER_cert(f.read())
+
+    install(tls_certs.loopback)
+    gw = start_gateway(secure_config(tls_certs, [port], certificates=[(live, ["localhost"])]),
+                       listeners=("secure",))
+    assert served_leaf(gw) == leaf_der(tls_certs.loopback)
+    install(tls_certs.loopback2)  # renewed on disk: nothing changes until a reload
+    assert served_leaf(gw) == leaf_der(tls_certs.loopback)
+    assert post(gw, "/reload") == (200, "reloaded\n")
+    assert served_leaf(gw) == leaf_der(tls_certs.loopback2)
