@@ -51,7 +51,8 @@ tcp::acceptor openAcceptor(asio::io_context& io, const tcp::endpoint& endpoint) 
 
 Listener::Listener(WorkerContext& worker, tcp::acceptor acceptor, size_t index,
                    const std::shared_ptr<const RoutingTable>& table, std::atomic<uint32_t>& open)
-    : worker_(worker), acceptor_(std::move(acceptor)), index_(index), table_(table),
+    : worker_(worker), acceptor_(std::move(acceptor)), index_(index),
+      name_(table->config()->listeners[index].name), table_(table),
       retry_(worker.io),
       accept_failures_(worker.stats.cell(Metric::kAcceptFailures,
                                          {table->config()->listeners[index].name})),

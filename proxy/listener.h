@@ -31,6 +31,10 @@ class Listener {
            const std::shared_ptr<const RoutingTable>& table, std::atomic<uint32_t>& open);
   void start();
   void stop();
+  // The listener's place in the config of the worker's current table: a reload may move it.
+  // Worker thread, at the moment the table is replaced.
+  void setIndex(size_t index) { index_ = index; }
+  const std::string& name() const { return name_; }
 
  private:
   void accept();
@@ -40,6 +44,7 @@ class Listener {
   WorkerContext& worker_;
   boost::asio::ip::tcp::acceptor acceptor_;
   size_t index_;
+  std::string name_;
   const std::shared_ptr<const RoutingTable>& table_;
   boost::asio::steady_timer retry_;
   Cell& accept_failures_;

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -62,29 +64,31 @@ std::string readText(const std::string& path) {
   return text.str();
 }
 
-// What a reload cannot change live yet: the listeners themselves (their names, addresses and
-// whether they speak TLS). Empty when nothing of that changed.
-std::string listenerChanges(const config::Config& old, const config::Config& now) {
-  if (old.listeners.size() != now.listeners.size()) {
-    return fmt::format("the number of listeners changed ({} → {})", old.listeners.size(),
-                       now.listeners.size());
-  }
-  for (size_t i = 0; i < old.listeners.size(); ++i) {
-    const auto& a = old.listeners[i];
-    const auto& b = now.listeners[i];
-    if (a.name != b.name) return fmt::format("listeners[{}] is now {}, was {}", i, b.name, a.name);
-    if (a.address.text() != b.address.text()) {
-      return fmt::format("listener {} moved ({} → {})", a.name, a.address.text(),
-                         b.address.text());
+// A listening socket for each worker on `endpoint` (the first fixes a port 0), as descriptors
+// the workers adopt; closed again if any fails. Throws boost::system::system_error.
+std::vector<int> bindForWorkers(size_t workers, tcp::endpoint& endpoint) {
+  asio::io_context io;
+  std::vector<int> fds;
+  try {
+    for (size_t i = 0; i < workers; ++i) {
+      tcp::acceptor acceptor = openAcceptor(io, endpoint);
+      endpoint = acceptor.local_endpoint();
+      fds.push_back(acceptor.release());
     }
-    if (a.tls.has_value() != b.tls.has_value()) {
-      return fmt::format("listener {} {} TLS", a.name, b.tls ? "gained" : "lost");
-    }
+  } catch (...) {
+    for (int fd : fds) ::close(fd);
+    throw;
   }
-  return {};
+  return fds;
 }
 
 }  // namespace
+
+std::atomic<uint32_t>& Server::openCounter(const std::string& listener) {
+  auto& counter = open_connections_[listener];
+  if (!counter) counter = std::make_unique<std::atomic<uint32_t>>(0);
+  return *counter;
+}
 
 Server::Server(std::shared_ptr<const config::Config> config, ConfigLoader loader)
     : loader_(std::move(loader)), config_(std::move(config)) {}
@@ -115,11 +119,6 @@ Server::ReloadOutcome Server::reload() {
                             old->source, loaded.diagnostics.errors().size()));
   }
   const config::Config& now = *loaded.config;
-  if (const std::string changed = listenerChanges(*old, now); !changed.empty()) {
-    return fail(fmt::format("{}: {}: listeners cannot change on a reload yet (a restart applies "
-                            "it); configuration not reloaded, the old one serves\n",
-                            old->source, changed));
-  }
   std::shared_ptr<const TlsContexts> tls;
   try {
     tls = TlsContexts::build(now);
@@ -135,7 +134,54 @@ Server::ReloadOutcome Server::reload() {
     kept += fmt::format("admin.address: {} → {} needs a restart; the admin listener stays\n",
                         old->admin.address.text(), now.admin.address.text());
   }
-  for (auto& worker : workers_) worker->swapConfig(loaded.config, tls);
+  // Listeners: one whose name and address are unchanged keeps its sockets (and its place in
+  // the kernel's accept queue); an added or moved one is bound here, before anything changes,
+  // so that a port in use fails the whole reload.
+  std::vector<std::vector<Worker::ListenerPlan>> plans(workers_.size());
+  std::vector<std::string> announced;
+  auto closeAll = [&] {
+    for (auto& plan : plans) {
+      for (auto& entry : plan) {
+        if (entry.fd >= 0) ::close(entry.fd);
+      }
+    }
+  };
+  for (const config::Listener& listener : now.listeners) {
+    auto bound = bound_.find(listener.name);
+    const bool keep = bound != bound_.end() && bound->second == listener.address.text();
+    std::vector<int> fds(workers_.size(), -1);
+    tcp::endpoint endpoint = endpointOf(listener.address);
+    if (!keep) {
+      try {
+        fds = bindForWorkers(workers_.size(), endpoint);
+      } catch (const boost::system::system_error& e) {
+        closeAll();
+        return fail(fmt::format("listener {}: cannot listen on {}: {}; configuration not "
+                                "reloaded, the old one serves\n",
+                                listener.name, listener.address.text(), e.code().message()));
+      }
+      announced.push_back(fmt::format("listener {} listening on {}", listener.name,
+                                      textOf(endpoint)));
+    }
+    for (size_t w = 0; w < workers_.size(); ++w) {
+      plans[w].push_back({listener.name, fds[w], endpoint.address().is_v6(),
+                          &openCounter(listener.name)});
+    }
+  }
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    workers_[w]->swapConfig(loaded.config, tls, std::move(plans[w]));
+  }
+  std::map<std::string, std::string> bound;
+  for (const config::Listener& listener : now.listeners) {
+    bound[listener.name] = listener.address.text();
+  }
+  for (const auto& [name, address] : bound_) {
+    if (!bound.count(name)) {
+      spdlog::info("listener {} on {} removed: it stops accepting", name, address);
+    }
+  }
+  bound_ = std::move(bound);
+  for (const auto& line : announced) spdlog::info("{}", line);
   {
     std::lock_guard lock(config_mutex_);
     config_ = loaded.config;
@@ -162,7 +208,6 @@ bool Server::start() {
     spdlog::error("{}", e.what());
     return false;
   }
-  open_connections_ = std::make_unique<std::atomic<uint32_t>[]>(config_->listeners.size());
   for (unsigned i = 0; i < config_->workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, config_, tls_));
   }
@@ -174,7 +219,7 @@ bool Server::start() {
       for (auto& worker : workers_) {
         tcp::acceptor acceptor = openAcceptor(worker->io(), endpoint);
         endpoint = acceptor.local_endpoint();
-        worker->addListener(l, std::move(acceptor), open_connections_[l]);
+        worker->addListener(l, std::move(acceptor), openCounter(listener.name));
       }
     } catch (const boost::system::system_error& e) {
       spdlog::error("listener {}: cannot listen on {}: {}", listener.name,
@@ -182,6 +227,7 @@ bool Server::start() {
       return false;
     }
     spdlog::info("listener {} listening on {}", listener.name, textOf(endpoint));
+    bound_[listener.name] = listener.address.text();
   }
   std::vector<const WorkerStats*> stats;
   for (auto& worker : workers_) stats.push_back(&worker->stats());

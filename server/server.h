@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,7 @@ class Server {
 
  private:
   std::shared_ptr<const config::Config> currentConfig() const;
+  std::atomic<uint32_t>& openCounter(const std::string& listener);
   // Starts a drain (any thread); false if one was under way.
   bool startDrain();
   size_t liveSessions() const;
@@ -62,9 +64,13 @@ class Server {
   boost::asio::io_context signals_io_{1};
   boost::asio::signal_set signals_{signals_io_, SIGINT, SIGTERM};
   boost::asio::signal_set hangups_{signals_io_, SIGHUP};
-  // Open connections per listener, for max_connections: shared by every worker, so declared
-  // before them and destroyed after the connections that count themselves here.
-  std::unique_ptr<std::atomic<uint32_t>[]> open_connections_;
+  // Open connections per listener name, for max_connections: shared by every worker, so
+  // declared before them and destroyed after the connections that count themselves here. Never
+  // erased (a listener a reload removed may still have connections), one per name ever used.
+  std::map<std::string, std::unique_ptr<std::atomic<uint32_t>>> open_connections_;
+  // The address each current listener is bound to, by name: a reload keeps those whose
+  // address did not change and binds the others.
+  std::map<std::string, std::string> bound_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<Admin> admin_;
   std::shared_ptr<std::atomic<bool>> draining_ = std::make_shared<std::atomic<bool>>(false);

@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -42,7 +43,12 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config,
       drain_closed_(stats_.cell(Metric::kDrainClosedSessions, {})),
       table_(std::make_shared<RoutingTable>(context_, std::move(config), std::move(tls))) {}
 
-Worker::~Worker() { stop(); }
+Worker::~Worker() {
+  stop();
+  for (const ListenerPlan& unused : next_plan_) {
+    if (unused.fd >= 0) ::close(unused.fd);
+  }
+}
 
 void Worker::addListener(size_t listener_index, boost::asio::ip::tcp::acceptor acceptor,
                          std::atomic<uint32_t>& open) {
@@ -56,6 +62,7 @@ void Worker::start() {
   stop_signal_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                           [this](const boost::system::error_code&) {
                             for (auto& listener : listeners_) listener->stop();
+                            for (auto& listener : retired_) listener->stop();
                             sweep_timer_.cancel();
                             drain_timer_.cancel();
                             io_.stop();
@@ -66,11 +73,15 @@ void Worker::start() {
 }
 
 void Worker::swapConfig(std::shared_ptr<const config::Config> config,
-                        std::shared_ptr<const TlsContexts> tls) {
+                        std::shared_ptr<const TlsContexts> tls, std::vector<ListenerPlan> plan) {
   {
     std::lock_guard lock(swap_mutex_);
+    for (const ListenerPlan& unused : next_plan_) {
+      if (unused.fd >= 0) ::close(unused.fd);  // a swap not yet taken, replaced by this one
+    }
     next_config_ = std::move(config);
     next_tls_ = std::move(tls);
+    next_plan_ = std::move(plan);
   }
   const uint64_t one = 1;
   if (::write(swap_signal_.native_handle(), &one, sizeof one) != sizeof one) {
@@ -90,17 +101,65 @@ void Worker::waitForSwap() {
                             }
                             std::shared_ptr<const config::Config> config;
                             std::shared_ptr<const TlsContexts> tls;
+                            std::vector<ListenerPlan> plan;
                             {
                               std::lock_guard lock(swap_mutex_);
                               config = std::move(next_config_);
                               tls = std::move(next_tls_);
+                              plan = std::move(next_plan_);
                             }
                             if (config) {
                               table_ = std::make_shared<RoutingTable>(context_, std::move(config),
                                                                       std::move(tls));
+                              applyPlan(std::move(plan));
                             }
                             waitForSwap();
                           });
+}
+
+// Runs right after the table was replaced, so that every listener's index is the one of the
+// new config before the next accept.
+void Worker::applyPlan(std::vector<ListenerPlan> plan) {
+  std::vector<std::unique_ptr<Listener>> old = std::move(listeners_);
+  listeners_.clear();
+  const bool draining = drain_start_ != std::chrono::steady_clock::time_point{};
+  for (size_t i = 0; i < plan.size(); ++i) {
+    ListenerPlan& entry = plan[i];
+    if (entry.fd < 0) {
+      auto it = std::find_if(old.begin(), old.end(), [&](const std::unique_ptr<Listener>& l) {
+        return l && l->name() == entry.name;
+      });
+      if (it == old.end()) {
+        spdlog::error("worker {}: reload kept listener {}, which it does not have",
+                      context_.index, entry.name);
+        continue;
+      }
+      (*it)->setIndex(i);
+      listeners_.push_back(std::move(*it));
+      continue;
+    }
+    boost::asio::ip::tcp::acceptor acceptor(io_);
+    boost::system::error_code ec;
+    acceptor.assign(entry.v6 ? boost::asio::ip::tcp::v6() : boost::asio::ip::tcp::v4(), entry.fd,
+                    ec);
+    if (ec) {
+      ::close(entry.fd);
+      spdlog::error("worker {}: listener {}: {}", context_.index, entry.name, ec.message());
+      continue;
+    }
+    listeners_.push_back(
+        std::make_unique<Listener>(context_, std::move(acceptor), i, table_, *entry.open));
+    if (draining) {
+      listeners_.back()->stop();
+    } else {
+      listeners_.back()->start();
+    }
+  }
+  for (auto& listener : old) {
+    if (!listener) continue;
+    listener->stop();
+    retired_.push_back(std::move(listener));
+  }
 }
 
 void Worker::drain(std::chrono::milliseconds spread) {

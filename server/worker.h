@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -48,10 +49,19 @@ class Worker {
   // From any thread: stops accepting and asks every session to go away (1001), spread evenly
   // over `spread`; sessions that start later (handshakes under way) are asked at once.
   void drain(std::chrono::milliseconds spread);
-  // From any thread: new connections on this worker use `config` (same listeners, in the same
-  // order) from now on; handshakes and sessions under way keep the snapshot they started with.
+  // One listener of a new config, in its order: a listening socket bound for this worker
+  // (`fd`), or -1 to keep the one the worker has under that name.
+  struct ListenerPlan {
+    std::string name;
+    int fd = -1;
+    bool v6 = false;
+    std::atomic<uint32_t>* open = nullptr;  // outlives the worker
+  };
+  // From any thread: new connections on this worker use `config` from now on, on the listeners
+  // of `plan` (the worker's listeners not in it stop accepting); handshakes and sessions under
+  // way keep the snapshot they started with. The worker owns the descriptors in `plan`.
   void swapConfig(std::shared_ptr<const config::Config> config,
-                  std::shared_ptr<const TlsContexts> tls);
+                  std::shared_ptr<const TlsContexts> tls, std::vector<ListenerPlan> plan);
   // Sessions alive on this worker; any thread.
   size_t liveSessions() const { return live_.alive(); }
   // Stops accepting and ends the thread; open connections are dropped.
@@ -62,6 +72,7 @@ class Worker {
   void sweepBuffersLater();
   void waitForDrain();
   void waitForSwap();
+  void applyPlan(std::vector<ListenerPlan> plan);
   void drainStep();
 
   // Declared before io_, so destroyed after it: the handlers io_ destroys with it (sessions,
@@ -89,6 +100,7 @@ class Worker {
   std::mutex swap_mutex_;
   std::shared_ptr<const config::Config> next_config_;
   std::shared_ptr<const TlsContexts> next_tls_;
+  std::vector<ListenerPlan> next_plan_;
   boost::asio::steady_timer drain_timer_;
   std::chrono::steady_clock::time_point drain_start_{};
   std::chrono::milliseconds drain_spread_{0};
@@ -96,6 +108,9 @@ class Worker {
   Cell& drain_closed_;
   std::shared_ptr<const RoutingTable> table_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  // Listeners a reload removed: stopped, kept until the worker ends, since their cancelled
+  // accepts still point at them (a few hundred bytes per removal).
+  std::vector<std::unique_ptr<Listener>> retired_;
   std::thread thread_;
 };
 

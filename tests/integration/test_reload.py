@@ -5,6 +5,7 @@ import asyncio
 import json
 import shutil
 import signal
+import socket
 import ssl
 import time
 import urllib.error
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 from conftest import app_config, run, tls_connect, wait_for
 from test_tls import secure_config
 import wscompat
+from wsproto import TEXT, RawClient, encode_frame
 
 SESSIONS = 200
 
@@ -187,12 +189,89 @@ def test_settings_that_cannot_change_live_are_reported(start_gateway, backends):
     rewrite(gw, two_clusters(port_a, port_b, "b", workers=3))
     status, body = post(gw, "/reload")
     assert status == 200 and "workers: 2 → 3 needs a restart" in body, body
-    # Listeners cannot change on a reload yet: refused, the old config serves.
-    moved = two_clusters(port_a, port_b, "a").replace('address: "127.0.0.1:0"',
-                                                      'address: "127.0.0.1:1"')
-    rewrite(gw, moved)
-    status, body = post(gw, "/reload")
-    assert status == 400 and "listeners cannot change on a reload yet" in body, body
+
+
+def listeners_config(port, listeners):
+    """Routes /app to the echo backend on each listener of `listeners` [(name, address)]."""
+    text = "workers: 2\nadmin: { address: 127.0.0.1:0 }\nlisteners:\n"
+    for name, address in listeners:
+        text += f"""  - name: {name}
+    address: "{address}"
+    routes:
+      - name: app-{name}
+        match: {{ path_prefix: / }}
+        cluster: app
+"""
+    return text + f"""clusters:
+  - name: app
+    endpoints: ["127.0.0.1:{port}"]
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def echoes(port, text="hi"):
+    c = RawClient(port)
+    c.upgrade("/app")
+    c.send(encode_frame(TEXT, text))
+    assert c.read_message()[1] == text.encode()
+    return c
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_listeners_are_added_removed_and_moved_by_a_reload(start_gateway, backends):
+    port, _ = backends.echo()
+    gw = start_gateway(listeners_config(port, [("public", "127.0.0.1:0"),
+                                               ("second", "127.0.0.1:0")]),
+                       listeners=("public", "second"))
+    old_public, second = gw.ports["public"], gw.ports["second"]
+    live_public, live_second = echoes(old_public), echoes(second)
+
+    # Removed: stops accepting, its session lives on.
+    rewrite(gw, listeners_config(port, [("public", "127.0.0.1:0")]))
+    assert post(gw, "/reload") == (200, "reloaded\n")
+    assert wait_for(lambda: refused(second), timeout=3)
+    live_second.send(encode_frame(TEXT, "still"))
+    assert live_second.read_message()[1] == b"still"
+
+    # Added: accepts at once.
+    rewrite(gw, listeners_config(port, [("public", "127.0.0.1:0"), ("third", "127.0.0.1:0")]))
+    assert post(gw, "/reload") == (200, "reloaded\n")
+    assert wait_for(lambda: "third" in gw.ports, timeout=3), gw.log()[-2000:]
+    echoes(gw.ports["third"]).close()
+    echoes(old_public).close()  # kept: the same sockets
+
+    # Moved: accepts on its new address, no longer on its old one; its sessions live on.
+    new_port = free_port()
+    rewrite(gw, listeners_config(port, [("public", f"127.0.0.1:{new_port}"),
+                                        ("third", "127.0.0.1:0")]))
+    assert post(gw, "/reload") == (200, "reloaded\n")
+    echoes(new_port).close()
+    assert wait_for(lambda: refused(old_public), timeout=3)
+    live_public.send(encode_frame(TEXT, "moved"))
+    assert live_public.read_message()[1] == b"moved"
+
+    # A port in use fails the whole reload: nothing changes.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        rewrite(gw, listeners_config(port, [("public", f"127.0.0.1:{new_port}"),
+                                            ("fourth", f"127.0.0.1:{busy}")]))
+        status, body = post(gw, "/reload")
+        assert status == 400 and "listener fourth: cannot listen" in body, body
+    echoes(gw.ports["third"]).close()
 
 
 def test_a_renewed_certificate_is_served_after_a_reload(start_gateway, backends, tls_certs,
