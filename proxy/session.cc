@@ -17,11 +17,6 @@ namespace {
 using boost::asio::const_buffer;
 using boost::system::error_code;
 
-filters::Direction directionOf(int flow) {
-  return flow == 0 ? filters::Direction::kClientToUpstream
-                   : filters::Direction::kUpstreamToClient;
-}
-
 }  // namespace
 
 Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionSetup setup,
@@ -97,43 +92,6 @@ void Session::resumeRead(int f) {
     if (flow.fx->backlog_size != 0) return consumeBacklog(f);
   }
   armRead(f);
-}
-
-void Session::consumeBacklog(int f) {
-  Flow& flow = flows_[f];
-  const std::unique_ptr<uint8_t[]> data = std::move(flow.fx->backlog);
-  const size_t size = std::exchange(flow.fx->backlog_size, 0);
-  consume(f, data.get(), size);
-  if (flow.mode == Mode::kDone) returnLent(flow);
-  resumeRead(f);
-}
-
-// A throttled source is not read until its time: its kernel buffer fills and TCP slows the
-// sender, and nothing is buffered here. The time counts as throttled from the first read held.
-bool Session::throttled(int f) {
-  Flow& flow = flows_[f];
-  const auto now = Clock::now();
-  if (now >= flow.fx->resume_at) {
-    endThrottle(f, now);
-    return false;
-  }
-  if (flow.fx->throttled_since == Clock::time_point{}) flow.fx->throttled_since = now;
-  armTimer();
-  return true;
-}
-
-void Session::endThrottle(int f, Clock::time_point now) {
-  Flow& flow = flows_[f];
-  flow.fx->resume_at = {};
-  if (flow.fx->throttled_since == Clock::time_point{}) return;
-  if (!flow.fx->throttled_us) {
-    flow.fx->throttled_us = &worker_.stats.cell(
-        Metric::kThrottledSeconds, {setup_.route->name, filters::directionName(directionOf(f))});
-  }
-  flow.fx->throttled_us->add(std::chrono::duration_cast<std::chrono::microseconds>(
-                                 now - flow.fx->throttled_since)
-                                 .count());
-  flow.fx->throttled_since = {};
 }
 
 // The read is tried at once unless the last one drained the socket (draining_read.h); then it
@@ -436,7 +394,7 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
   }
   if (!filters_.empty()) {
     const filters::FrameEvent event{
-        directionOf(f),
+        Session::directionOf(f),
         header.opcode,
         header.fin,
         !header.isControl() && flow.sequencer.compressed(),
@@ -478,66 +436,6 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
   flow.frames->add(1);
   if (!header.isControl() && flow.sequencer.messageEnded()) flow.messages->add(1);
   return true;
-}
-
-void Session::filterCloses(int f, size_t index, const filters::FrameVerdict& verdict) {
-  worker_.stats
-      .cell(Metric::kFilterRejections, {setup_.route->name, filters_[index].name, verdict.label()})
-      .add(1);
-  spdlog::debug("filter {} closed {} on route {}: {} {}", filters_[index].name, legName(f),
-                setup_.route->name, verdict.code(), verdict.reason());
-  rejectSource(f, verdict.code(), verdict.reason());
-}
-
-// Unmasked into a small buffer on the stack: the bytes forwarded stay as the peer sent them.
-bool Session::inspectPayload(int f, const uint8_t* data, size_t size, bool frame_end) {
-  Flow& flow = flows_[f];
-  std::array<uint8_t, 1024> plain;
-  size_t done = 0;
-  do {
-    const size_t n = std::min(plain.size(), size - done);
-    if (n > 0) std::memcpy(plain.data(), data + done, n);
-    if (flow.fx->inspect_masked) {
-      applyMask(plain.data(), n, flow.fx->inspect_mask, flow.fx->inspect_offset);
-    }
-    flow.fx->inspect_offset += n;
-    done += n;
-    const bool last = frame_end && done == size;
-    for (size_t i = 0; i < filters_.size() && i < 64; ++i) {
-      if ((flow.fx->inspecting >> i & 1) == 0) continue;
-      current_filter_ = i;
-      filters::FrameVerdict verdict;
-      try {
-        verdict = filters_[i].filter->onPayload(flow.fx->inspected, {plain.data(), n}, last);
-      } catch (const std::exception& e) {
-        failAtBoundary(f, e.what());
-        return false;
-      } catch (...) {
-        failAtBoundary(f, "unknown exception from a filter");
-        return false;
-      }
-      if (verdict.closes()) {
-        filterCloses(f, i, verdict);
-        return false;
-      }
-    }
-  } while (done < size);
-  if (frame_end) flow.fx->inspecting = 0;
-  return true;
-}
-
-bool Session::heldPongIsOurs(int f) const {
-  const Flow& flow = flows_[f];
-  if (flow.fx->pong_size < kPingPayloadSize + 2) return false;
-  const size_t header_size = flow.fx->pong_size - kPingPayloadSize;
-  std::array<uint8_t, kPingPayloadSize> payload;
-  std::memcpy(payload.data(), flow.fx->pong.data() + header_size, kPingPayloadSize);
-  if (flow.fx->pong[1] & 0x80) {
-    const auto& pong = flow.fx->pong;
-    const std::array<uint8_t, 4> key = {pong[2], pong[3], pong[4], pong[5]};
-    applyMask(payload.data(), payload.size(), key, 0);
-  }
-  return payload == leg_state_[f].lx->ping_payload;
 }
 
 void Session::capture(Flow& flow, const uint8_t* data, size_t size) {
@@ -697,144 +595,6 @@ void Session::onLegLost(int leg, const error_code& ec) {
   resumeRead(1 - leg);  // it may have been paused on a write to the lost leg
 }
 
-void Session::startCloseTimer() {
-  if (closing_) return;
-  closing_ = true;
-  close_deadline_ = Clock::now() + setup_.route->close_timeout;
-  armTimer();
-}
-
-Session::Clock::time_point Session::nextDeadline() const {
-  Clock::time_point next = close_deadline_;
-  const auto idle = setup_.route->idle_timeout;
-  if (!closing_ && idle.count() > 0) next = std::min(next, last_activity_ + idle);
-  for (const Flow& flow : flows_) {
-    if (flow.fx && flow.fx->resume_at != Clock::time_point{}) {
-      next = std::min(next, flow.fx->resume_at);
-    }
-  }
-  for (const FilterSlot& slot : filters_) next = std::min(next, slot.wake);
-  return next;
-}
-
-// Re-armed only when a deadline comes earlier than the pending wait: later ones (the idle
-// deadline moved by traffic) are found when that wait fires.
-void Session::armTimer() {
-  if (finished_) return;
-  const Clock::time_point next = nextDeadline();
-  if (next >= armed_for_) return;
-  armed_for_ = next;
-  timer_.expires_at(next);  // a pending wait ends with operation_aborted
-  timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-    if (!ec) self->guarded([&] { self->onTimer(ec); });
-  });
-}
-
-void Session::onTimer(const error_code& /*ec*/) {
-  if (finished_) return;
-  armed_for_ = kNever;
-  const auto now = Clock::now();
-  if (closing_ && now >= close_deadline_) return finish("closing handshake timed out");
-  const auto idle = setup_.route->idle_timeout;
-  if (!closing_ && idle.count() > 0 && now - last_activity_ >= idle) {
-    // A source held by a throttle is not idle: its bytes wait on the gateway, and closing
-    // would drop them. The idle time starts again once it is read.
-    const auto heldBy = [](const Flow& flow) {
-      return flow.fx && flow.fx->resume_at != Clock::time_point{};
-    };
-    const bool held = heldBy(flows_[kClient]) || heldBy(flows_[kUpstream]);
-    if (held) {
-      last_activity_ = now;
-    } else {
-      queueClose(kClient, 1001, "idle timeout");
-      queueClose(kUpstream, 1001, "idle timeout");
-    }
-  }
-  for (int f = 0; f < 2; ++f) {
-    const FlowFilters* fx = flows_[f].fx;
-    if (!fx || fx->resume_at == Clock::time_point{} || now < fx->resume_at) continue;
-    endThrottle(f, now);
-    resumeRead(f);
-  }
-  for (size_t i = 0; i < filters_.size() && !finished_; ++i) {
-    if (filters_[i].wake > now) continue;
-    filters_[i].wake = kNever;
-    current_filter_ = i;
-    try {
-      filters_[i].filter->onTimer(now);
-    } catch (const std::exception& e) {
-      countFailure(e.what());
-      goAway(1011, "internal error");
-    } catch (...) {
-      countFailure("unknown exception from a filter");
-      goAway(1011, "internal error");
-    }
-  }
-  armTimer();
-}
-
-bool Session::ping(filters::Side side) {
-  const int leg = static_cast<int>(side);
-  LegState& state = leg_state_[leg];
-  Flow& into = flows_[1 - leg];
-  if (!state.lx || finished_ || closing_ || state.lost || state.close_queued ||
-      state.close_received || state.lx->ping_unanswered || into.mode != Mode::kRelay) {
-    return false;
-  }
-  for (size_t i = 0; i < kPingPayloadSize; i += 4) {
-    const auto random = randomMaskKey();
-    std::memcpy(state.lx->ping_payload.data() + i, random.data(), 4);
-  }
-  state.lx->ping_unanswered = true;
-  const ControlFrame frame = makePingFrame(state.lx->ping_payload, leg == kUpstream);
-  std::memcpy(into.fx->ping.data(), frame.bytes.data(), frame.size);
-  into.fx->ping_size = static_cast<uint8_t>(frame.size);
-  if (!state.lx->pings) {
-    state.lx->pings =
-        &worker_.stats.cell(Metric::kKeepalivePings, {setup_.route->name, legName(leg)});
-  }
-  state.lx->pings->add(1);
-  if (in_consume_ && consuming_flow_ == 1 - leg) return true;  // consume() sends it
-  if (into.pending_size == 0 && injectReady(into)) sendInject(1 - leg);
-  return true;
-}
-
-void Session::goAway(uint16_t code, std::string_view reason) {
-  guarded([&] {
-    queueClose(kClient, code, reason);
-    queueClose(kUpstream, code, reason);
-  });
-}
-
-void Session::abandon(filters::Side side, std::string_view reason) {
-  const int leg = static_cast<int>(side);
-  if (finished_ || leg_state_[leg].lost) return;
-  worker_.stats.cell(Metric::kKeepaliveTimeouts, {setup_.route->name, legName(leg)}).add(1);
-  spdlog::debug("route {}: {} is unresponsive: {}", setup_.route->name, legName(leg), reason);
-  queueClose(1 - leg, 1001, reason);
-  LegState& state = leg_state_[leg];
-  state.lost = true;
-  state.close_received = true;  // nothing more is awaited from it
-  Flow& from = flows_[leg];
-  Flow& into = flows_[1 - leg];
-  into.pending.reset();
-  into.pending_size = into.pending_offset = 0;
-  into.inject.reset();
-  if (into.fx) into.fx->ping_size = 0;
-  from.mode = Mode::kDone;
-  if (into.mode == Mode::kRelay) into.mode = Mode::kDiscard;
-  legs_[leg].cancel();
-  legs_[leg].close();
-  maybeFinish();
-  resumeRead(1 - leg);
-}
-
-void Session::wakeAt(Clock::time_point when) {
-  if (current_filter_ >= filters_.size()) return;
-  filters_[current_filter_].wake = when;
-  armTimer();
-}
-
 // A leg whose closing handshake is complete (its close received, ours or the forwarded one fully
 // written) is closed without waiting for the other leg's: a backend is not held open while a
 // client takes its time to answer a gateway close. The client leg is closed at once (the
@@ -913,17 +673,6 @@ void Session::closeLeg(int leg) {
     return LingeringClose::close(legs_[kClient]);
   }
   legs_[leg].close();
-}
-
-template <typename Step>
-void Session::guarded(Step&& step) noexcept {
-  try {
-    step();
-  } catch (const std::exception& e) {
-    fail(e.what());
-  } catch (...) {
-    fail("unknown exception");
-  }
 }
 
 void Session::countFailure(std::string_view what) noexcept {

@@ -262,7 +262,19 @@ class Session final : public std::enable_shared_from_this<Session>,
   // A failure (an exception) ends this session only. Every entry point from the event loop runs
   // its step through guarded(), which turns what escapes into fail().
   template <typename Step>
-  void guarded(Step&& step) noexcept;
+  void guarded(Step&& step) noexcept {
+    try {
+      step();
+    } catch (const std::exception& e) {
+      fail(e.what());
+    } catch (...) {
+      fail("unknown exception");
+    }
+  }
+  static filters::Direction directionOf(int flow) {
+    return flow == 0 ? filters::Direction::kClientToUpstream
+                     : filters::Direction::kUpstreamToClient;
+  }
   // A filter threw on a header of flow `f`: nothing of that frame went out, so the session
   // closes at the frame boundary as a rejection does, with 1011 both ways.
   void failAtBoundary(int f, std::string_view what);
