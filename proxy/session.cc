@@ -349,11 +349,6 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
   }
   in_consume_ = false;
   closeRun();
-  if (hold_rest && pos < size) {
-    flow.fx->backlog = std::make_unique<uint8_t[]>(size - pos);
-    std::memcpy(flow.fx->backlog.get(), data + pos, size - pos);
-    flow.fx->backlog_size = size - pos;
-  }
 
   size_t total = 0;
   for (size_t i = 0; i < count; ++i) total += parts[i].size();
@@ -371,6 +366,20 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
     const bool last = f == kUpstream && flow.mode == Mode::kDone && client.close_received &&
                       client.close_queued && !flows_[kUpstream].inject;
     emit(f, {parts.data(), count}, last);
+  }
+  // After the write: `data` may be the backlog itself, which this reuses.
+  if (hold_rest && pos < size) {
+    FlowFilters& fx = *flow.fx;
+    const size_t rest = size - pos;
+    if (fx.backlog && fx.backlog_capacity >= rest) {
+      std::memmove(fx.backlog.get(), data + pos, rest);
+    } else {
+      auto buffer = std::make_unique<uint8_t[]>(rest);
+      std::memcpy(buffer.get(), data + pos, rest);
+      fx.backlog = std::move(buffer);
+      fx.backlog_capacity = rest;
+    }
+    fx.backlog_size = rest;
   }
   if (cut_destination) {
     // The destination has part of a frame whose rest will never come: no frame can follow on

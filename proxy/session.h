@@ -107,6 +107,7 @@ class Session final : public std::enable_shared_from_this<Session>,
     // ends, before the source is read again. At most one read; allocated only while held.
     std::unique_ptr<uint8_t[]> backlog;
     size_t backlog_size = 0;
+    size_t backlog_capacity = 0;
     Cell* throttled_us = nullptr;  // looked up at the first throttle
     // Filters (bit i: filter i) that asked to see the current frame's payload, and how to
     // unmask it.

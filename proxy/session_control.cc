@@ -20,9 +20,14 @@ using boost::system::error_code;
 
 void Session::consumeBacklog(int f) {
   Flow& flow = flows_[f];
-  const std::unique_ptr<uint8_t[]> data = std::move(flow.fx->backlog);
+  // A throttle met again keeps the rest in the same buffer: one allocation per throttled
+  // stretch, given back once the stretch is over.
   const size_t size = std::exchange(flow.fx->backlog_size, 0);
-  consume(f, data.get(), size);
+  consume(f, flow.fx->backlog.get(), size);
+  if (flow.fx->backlog_size == 0) {
+    flow.fx->backlog.reset();
+    flow.fx->backlog_capacity = 0;
+  }
   if (flow.mode == Mode::kDone) returnLent(flow);
   resumeRead(f);
 }
