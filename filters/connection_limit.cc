@@ -7,6 +7,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -191,7 +192,7 @@ std::shared_ptr<const FilterFactory> buildConnectionLimit(const YAML::Node& node
   }
   // Every problem is reported (unknown keys included) before giving up on this filter.
   if (diags.errors().size() != errors_before) return nullptr;
-  return std::make_shared<ConnectionLimitFilter>(limits);
+  return std::make_shared<ConnectionLimitFilter>(limits, path);
 }
 
 WSGATE_REGISTER_FILTER("connection_limit", buildConnectionLimit);
@@ -200,6 +201,22 @@ WSGATE_REGISTER_FILTER("connection_limit", buildConnectionLimit);
 
 ConnectionLimitFilter::ConnectionLimitFilter(Limits limits)
     : state_(std::make_shared<State>(limits)) {}
+
+// Built once per filter per load, never per handshake. The table holds one entry per filter
+// place of the configs alive (expired ones are dropped here).
+ConnectionLimitFilter::ConnectionLimitFilter(Limits limits, const std::string& path) {
+  static std::mutex mutex;
+  static std::map<std::string, std::weak_ptr<State>> alive;
+  std::lock_guard lock(mutex);
+  std::erase_if(alive, [](const auto& entry) { return entry.second.expired(); });
+  auto& slot = alive[path];
+  if (auto earlier = slot.lock(); earlier && earlier->limits == limits) {
+    state_ = std::move(earlier);
+    return;
+  }
+  state_ = std::make_shared<State>(limits);
+  slot = state_;
+}
 
 ConnectionLimitFilter::ClientKey ConnectionLimitFilter::keyOf(std::string_view address,
                                                               unsigned ipv6_prefix) {

@@ -7,13 +7,15 @@
 // once when its slot is given back, never per frame. The per-address table is bounded: an
 // address leaves it once it has no live session and its bucket is full again (checked when the
 // last session ends, then on later handshakes), and while it holds `max_tracked_clients`
-// addresses a new address is refused with 503 instead of growing it.
+// addresses a new address is refused with 503 instead of growing it. A reload that leaves a
+// filter's place (its YAML path) and limits as they were carries its counts over.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "filters/filter.h"
@@ -29,11 +31,15 @@ class ConnectionLimitFilter final : public FilterFactory, public HandshakeFilter
     double handshake_burst = 0;
     unsigned ipv6_prefix = 64;
     size_t max_tracked_clients = 100000;
+    bool operator==(const Limits&) const = default;
   };
   // A family byte (4 or 6) and the masked address.
   using ClientKey = std::array<uint8_t, 17>;
 
   explicit ConnectionLimitFilter(Limits limits);
+  // The same, sharing its counts with the live filter built before at the same YAML `path` with
+  // the same limits, if any: a reload keeps counting the sessions that started before it.
+  ConnectionLimitFilter(Limits limits, const std::string& path);
 
   std::string_view name() const override { return "connection_limit"; }
   const HandshakeFilter* handshakeFilter() const override { return this; }

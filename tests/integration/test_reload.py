@@ -305,3 +305,25 @@ def test_a_renewed_certificate_is_served_after_a_reload(start_gateway, backends,
     assert served_leaf(gw) == leaf_der(tls_certs.loopback)
     assert post(gw, "/reload") == (200, "reloaded\n")
     assert served_leaf(gw) == leaf_der(tls_certs.loopback2)
+
+
+def test_connection_counts_carry_over_a_reload(start_gateway, backends):
+    port_a, _ = backends.echo()
+    port_b, _ = backends.echo()
+    limited = two_clusters(port_a, port_b, "a").replace(
+        "        cluster: a\n",
+        "        cluster: a\n        filters:\n          - connection_limit: { per_route: 2 }\n")
+    gw = start_gateway(limited)
+    first, second = echoes(gw.port), echoes(gw.port)
+    rewrite(gw, limited + "# reloaded\n")
+    assert post(gw, "/reload") == (200, "reloaded\n")
+    third = RawClient(gw.port)
+    third.request("/app")
+    status, headers, _ = third.read_response()
+    assert status == 503, "the two sessions from before the reload no longer count"
+    first.send(encode_frame(TEXT, "still here"))
+    assert first.read_message()[1] == b"still here"
+    first.close()
+    assert wait_for(lambda: gw.metric("wsgate_connections_active") <= 2, timeout=5)
+    echoes(gw.port).close()
+    second.close()

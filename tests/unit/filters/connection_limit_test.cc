@@ -255,3 +255,37 @@ TEST(ConnectionLimitFilter, CountsHoldAcrossThreads) {
 
 }  // namespace
 }  // namespace wsgate::filters
+
+namespace wsgate::filters {
+namespace {
+
+Built buildAt(const std::string& yaml, const std::string& path) {
+  config::Diagnostics diags("f.yaml");
+  auto built = Registry::global().build("connection_limit", YAML::Load(yaml), path, diags);
+  return {std::dynamic_pointer_cast<const ConnectionLimitFilter>(built), diags.format()};
+}
+
+TEST(ConnectionLimitReload, TheSamePlaceAndLimitsKeepCountingTheSessionsOfBefore) {
+  const auto now = Clock::time_point{} + std::chrono::hours(1);
+  auto before = buildAt("{ per_route: 2 }", "listeners[0].routes[0].filters[0].connection_limit");
+  ASSERT_TRUE(before.filter) << before.errors;
+  Admissions held;
+  EXPECT_FALSE(before.filter->admitAt("10.0.0.1", held, now));
+  EXPECT_FALSE(before.filter->admitAt("10.0.0.2", held, now));
+  // A reload builds the filter again: same place, same limits, the two sessions still count.
+  auto after = buildAt("{ per_route: 2 }", "listeners[0].routes[0].filters[0].connection_limit");
+  EXPECT_EQ(after.filter->liveSessions(), 2u);
+  Admissions more;
+  EXPECT_TRUE(after.filter->admitAt("10.0.0.3", more, now));
+  held.clear();  // the sessions of before end: their slots free the shared count
+  EXPECT_EQ(after.filter->liveSessions(), 0u);
+  // Other limits, or another place: counts of their own.
+  auto changed = buildAt("{ per_route: 3 }", "listeners[0].routes[0].filters[0].connection_limit");
+  auto elsewhere = buildAt("{ per_route: 2 }", "listeners[0].routes[1].filters[0].connection_limit");
+  EXPECT_FALSE(changed.filter->admitAt("10.0.0.4", more, now));
+  EXPECT_EQ(after.filter->liveSessions(), 0u);
+  EXPECT_EQ(elsewhere.filter->liveSessions(), 0u);
+}
+
+}  // namespace
+}  // namespace wsgate::filters
