@@ -15,6 +15,9 @@ class LiveSession {
  public:
   // Ends the session politely: `code` and `reason` to both legs at their frame boundaries.
   virtual void goAway(uint16_t code, std::string_view reason) = 0;
+  // Its tags: the listener that accepted it and the route it runs on.
+  virtual std::string_view listenerName() const = 0;
+  virtual std::string_view routeName() const = 0;
 
  protected:
   ~LiveSession() = default;
@@ -54,6 +57,11 @@ class LiveSessions {
     alive_.store(alive_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   }
   size_t listed() const { return listed_; }
+  // Calls `visit(session)` for each listed session (worker thread).
+  template <typename Visit>
+  void forEach(Visit&& visit) const {
+    for (LiveSession* s = head_; s; s = s->next_) visit(*s);
+  }
   size_t alive() const { return alive_.load(std::memory_order_relaxed); }
 
  private:

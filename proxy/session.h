@@ -249,6 +249,8 @@ class Session final : public std::enable_shared_from_this<Session>,
   bool ping(filters::Side side) override;
   // Also LiveSession's: a drain asks a session to go away the same way a filter does.
   void goAway(uint16_t code, std::string_view reason) override;
+  std::string_view listenerName() const override { return record_.listener(); }
+  std::string_view routeName() const override { return setup_.route->name; }
   void abandon(filters::Side side, std::string_view reason) override;
   void wakeAt(Clock::time_point when) override;
   void maybeFinish();

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 
 #include <spdlog/spdlog.h>
 
@@ -181,10 +182,21 @@ void Worker::waitForDrain() {
                              }
                              if (drain_start_ != std::chrono::steady_clock::time_point{}) return;
                              for (auto& listener : listeners_) listener->stop();
+                             logDrain();
                              drain_start_ = std::chrono::steady_clock::now();
                              drain_spread_ = std::chrono::milliseconds(drain_spread_ms_.load());
                              drainStep();
                            });
+}
+
+// Which listeners and routes the drain is about to close, for the log: a few lines per drain.
+void Worker::logDrain() const {
+  std::map<std::pair<std::string_view, std::string_view>, size_t> counts;
+  live_.forEach([&](const LiveSession& s) { ++counts[{s.listenerName(), s.routeName()}]; });
+  for (const auto& [tags, n] : counts) {
+    spdlog::info("worker {}: draining {} session(s) of listener {}, route {}", context_.index, n,
+                 tags.first, tags.second);
+  }
 }
 
 // The i-th of N sessions is asked at start + spread × i / N, so that clients reconnect

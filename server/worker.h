@@ -71,6 +71,7 @@ class Worker {
   void run();
   void sweepBuffersLater();
   void waitForDrain();
+  void logDrain() const;
   void waitForSwap();
   void applyPlan(std::vector<ListenerPlan> plan);
   void drainStep();

@@ -2,6 +2,7 @@
 answers 503 at once, and every live session gets 1001 Going Away, spread over two thirds of
 drain.timeout so that clients do not all reconnect in the same second; both sides get their
 close; the process exits 0 once none is left."""
+import re
 import signal
 import socket
 import subprocess
@@ -80,6 +81,10 @@ def test_sigterm_spreads_1001_over_the_drain_and_exits_0(start_gateway, backends
     gw.proc.wait(3)
     assert gw.proc.returncode == 0
     assert "draining" in gw.log()
+    # Each worker said which listener and route its sessions were on, and they add up.
+    drained = [int(n) for n in re.findall(
+        r"worker \d+: draining (\d+) session\(s\) of listener public, route app", gw.log())]
+    assert sum(drained) == 100, drained
     for c in clients:
         assert c.wait_end(2) in ("fin", "reset")
 
