@@ -264,5 +264,5 @@ def test_backend_choosing_an_unlisted_subprotocol_gets_502(start_gateway, backen
     assert status == 502, body
     assert gw.wait_metric(FILTER, 1, route="app", filter="subprotocol",
                           reason="upstream_protocol") == 1
-    assert gw.metric("wsgate_connections_total", outcome="upstream_error") == 1
+    assert gw.wait_metric("wsgate_connections_total", 1, outcome="upstream_error") == 1
     assert record["connections"] == 1
