@@ -7,22 +7,14 @@
 
 #include "config/diagnostics.h"
 #include "filters/registry.h"
+#include "built_filter.h"
 
 namespace wsgate::filters {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct Built {
-  std::shared_ptr<const FilterFactory> factory;
-  std::string errors;
-};
-
-Built build(const std::string& yaml) {
-  config::Diagnostics diags("f.yaml");
-  auto built = Registry::global().build("keepalive", YAML::Load(yaml), "f.keepalive", diags);
-  return {std::static_pointer_cast<const FilterFactory>(built), diags.format()};
-}
+Built build(const std::string& yaml) { return buildFilter("keepalive", yaml); }
 
 // Records what the filter asks of its session.
 class FakeControl final : public SessionControl {

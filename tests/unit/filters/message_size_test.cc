@@ -5,20 +5,12 @@
 
 #include "config/diagnostics.h"
 #include "filters/registry.h"
+#include "built_filter.h"
 
 namespace wsgate::filters {
 namespace {
 
-struct Built {
-  std::shared_ptr<const FilterFactory> factory;
-  std::string errors;
-};
-
-Built build(const std::string& yaml) {
-  config::Diagnostics diags("f.yaml");
-  auto built = Registry::global().build("message_size", YAML::Load(yaml), "f.message_size", diags);
-  return {std::static_pointer_cast<const FilterFactory>(built), diags.format()};
-}
+Built build(const std::string& yaml) { return buildFilter("message_size", yaml); }
 
 constexpr Direction kC2U = Direction::kClientToUpstream;
 constexpr Direction kU2C = Direction::kUpstreamToClient;

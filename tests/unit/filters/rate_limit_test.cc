@@ -5,22 +5,14 @@
 
 #include "config/diagnostics.h"
 #include "filters/registry.h"
+#include "built_filter.h"
 
 namespace wsgate::filters {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct Built {
-  std::shared_ptr<const FilterFactory> factory;
-  std::string errors;
-};
-
-Built build(const std::string& yaml) {
-  config::Diagnostics diags("f.yaml");
-  auto built = Registry::global().build("rate_limit", YAML::Load(yaml), "f.rate_limit", diags);
-  return {std::static_pointer_cast<const FilterFactory>(built), diags.format()};
-}
+Built build(const std::string& yaml) { return buildFilter("rate_limit", yaml); }
 
 constexpr Direction kC2U = Direction::kClientToUpstream;
 constexpr Direction kU2C = Direction::kUpstreamToClient;
