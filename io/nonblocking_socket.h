@@ -41,6 +41,7 @@ inline boost::asio::ip::tcp::socket adoptSocket(boost::asio::io_context& io,
     return socket;
   }
   reactor::adoptedNonBlocking(socket);
+  reactor::keepStatesTogether(socket);
   return socket;
 }
 

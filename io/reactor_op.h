@@ -136,6 +136,18 @@ void startRead(IoObject& object, Perform perform, Handler handler) {
 
 bool* trySpeculative(ad::epoll_reactor::per_descriptor_data state);
 
+// Asio makes a socket's reactor state when the socket opens and never frees it: closed, it goes
+// to a pool for the next socket. Made one at a time, amid the memory of the sessions open then,
+// those survivors cut the heap into pieces once the sessions end, and every later allocation
+// pays for it (docs/benchmarks.md, "Full handshakes after many idle TLS connections"). When the
+// pool is empty this makes the next states in one run, so they sit together.
+void refillStatePool(ad::epoll_reactor::per_descriptor_data state);
+
+template <typename Socket>
+void keepStatesTogether(Socket& socket) {
+  if (const auto state = ImplementationOf<Socket>::get(socket).reactor_data_) refillStatePool(state);
+}
+
 template <typename Socket>
 void markDrained(Socket& socket) {
   trySpeculative(ImplementationOf<Socket>::get(socket).reactor_data_)[ad::reactor::read_op] = false;
@@ -212,6 +224,9 @@ bool knownDrained(Socket&) {
 
 template <typename Socket>
 void adoptedNonBlocking(Socket&) {}
+
+template <typename Socket>
+void keepStatesTogether(Socket&) {}
 
 }  // namespace wsgate::gateway::reactor
 #endif
