@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -167,6 +169,35 @@ TEST_F(NonBlockingSocketTest, AClosedAcceptorEndsThePendingAccept) {
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(*result, asio::error::operation_aborted);
 }
+
+#if WSGATE_ASIO_INTERNALS
+// Each socket's reactor state outlives the socket (Asio pools it): made between the blocks of
+// the sessions open at the time, they would split the heap once those sessions end.
+TEST_F(NonBlockingSocketTest, ReactorStatesOfAdoptedSocketsAreMadeTogether) {
+  constexpr size_t kSockets = 200;
+  std::vector<tcp::socket> sockets;
+  std::vector<std::unique_ptr<char[]>> session_memory;  // what a session allocates meanwhile
+  std::vector<uintptr_t> states;
+  for (size_t i = 0; i < kSockets; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    boost::system::error_code ec;
+    sockets.push_back(adoptSocket(io_, tcp::v4(), fd, ec));
+    ASSERT_FALSE(ec) << ec.message();
+    session_memory.push_back(std::make_unique<char[]>(2048));
+    states.push_back(reinterpret_cast<uintptr_t>(
+        reactor::ImplementationOf<tcp::socket>::get(sockets.back()).reactor_data_));
+  }
+  // Apart from where one run of states ends and the next starts, neighbours are adjacent.
+  size_t far_apart = 0;
+  for (size_t i = 1; i < states.size(); ++i) {
+    const uintptr_t gap = states[i] > states[i - 1] ? states[i] - states[i - 1]
+                                                    : states[i - 1] - states[i];
+    if (gap > 1024) ++far_apart;
+  }
+  EXPECT_LE(far_apart, 2u);
+}
+#endif
 
 }  // namespace
 }  // namespace wsgate::gateway
