@@ -153,11 +153,25 @@ judged_paired = any(round_ratios(f"paired-{s}", "wsgate", ref)[0] is not None
                     for s, _, ref, _ in TARGETS)
 
 
+# How far the machine alone moves a paired ratio: the same binary paired with itself stays within
+# this of 1.00 (docs/benchmarks.md, "How far the machine alone moves a ratio"). A paired median
+# above its target by less than this does not tell whether the target is missed.
+PAIRED_NOISE_FLOOR = 0.025
+
+
+def verdict(v, target, pairs):
+    if v <= target:
+        return " ✓"
+    if pairs and v <= target * (1 + PAIRED_NOISE_FLOOR):
+        return " ≈ (within the pairs' noise floor of the target)"
+    return " ✗"
+
+
 def ratio_line(scenario, label, reference, target, judged, pairs=False):
     v, spread = round_ratios(scenario, "wsgate", reference)
     if v is None:
         return None
-    met = " ✓" if judged and v <= 1 else (" ✗" if judged else "")
+    met = verdict(v, 1, pairs) if judged else ""
     what = f"target {target}" if judged else "for comparison"
     if pairs:
         what, spread = "same load, same time, " + what, spread.replace("rounds", "pairs")
@@ -312,7 +326,7 @@ for s_, size in SIZES[:2]:
             (f"paired-filters-tcp-{s_}", "haproxy-tcp", 1.00, "haproxy-tcp")]:
         v, spread = round_ratios(scenario, "wsgate-filters", reference)
         if v is not None:
-            met = " ✓" if v <= target else " ✗"
+            met = verdict(v, target, True)
             filters.append(f"- CPU per {size} message, wsgate with rate_limit, keepalive, "
                            f"max_duration, message_size / {label}: {num(v, 2)} (same load, same "
                            f"time, target ≤ {target:.2f}{spread.replace('rounds', 'pairs')}){met}"
