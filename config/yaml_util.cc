@@ -83,6 +83,21 @@ std::optional<bool> readBool(const YAML::Node& node, const std::string& path, Di
   return value;
 }
 
+std::optional<YAML::Node> readNonEmptyList(const YAML::Node& node, const std::string& key,
+                                           const std::string& path, std::string_view what,
+                                           Diagnostics& diags) {
+  YAML::Node list = node[key];
+  if (!list) {
+    diags.error(node, path, "missing required key \"" + key + "\"");
+    return std::nullopt;
+  }
+  if (!list.IsSequence() || list.size() == 0) {
+    diags.error(list, path + "." + key, "must be a non-empty list of " + std::string(what));
+    return std::nullopt;
+  }
+  return list;
+}
+
 std::optional<uint64_t> readSize(const YAML::Node& node, const std::string& path,
                                  Diagnostics& diags) {
   std::optional<uint64_t> value;

@@ -30,6 +30,11 @@ std::optional<std::chrono::milliseconds> readDuration(const YAML::Node& node,
 // A rate per second ("100/s", "1MiB/s"; see units.h).
 std::optional<double> readRate(const YAML::Node& node, const std::string& path,
                                Diagnostics& diags);
+// The list under required key `key` of map `node`, which must not be empty (`what` names its
+// items in the error).
+std::optional<YAML::Node> readNonEmptyList(const YAML::Node& node, const std::string& key,
+                                           const std::string& path, std::string_view what,
+                                           Diagnostics& diags);
 // Integer within [min, max].
 std::optional<int64_t> readInt(const YAML::Node& node, const std::string& path, int64_t min,
                                int64_t max, Diagnostics& diags);

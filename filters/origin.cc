@@ -116,15 +116,10 @@ std::shared_ptr<const FilterFactory> buildOrigin(const YAML::Node& node, const s
     if (auto value = config::readBool(r, path + ".require", diags)) require = *value;
   }
   std::vector<OriginFilter::Pattern> allow;
-  YAML::Node list = node["allow"];
-  if (!list) {
-    diags.error(node, path, "missing required key \"allow\"");
-    return nullptr;
-  }
-  if (!list.IsSequence() || list.size() == 0) {
-    diags.error(list, path + ".allow", "must be a non-empty list of origins");
-    return nullptr;
-  }
+  const std::optional<YAML::Node> found =
+      config::readNonEmptyList(node, "allow", path, "origins", diags);
+  if (!found) return nullptr;
+  const YAML::Node& list = *found;
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string item_path = path + ".allow[" + std::to_string(i) + "]";
     auto text = config::readString(list[i], item_path, diags);

@@ -50,15 +50,10 @@ std::shared_ptr<const FilterFactory> buildSubprotocol(const YAML::Node& node,
   if (YAML::Node r = node["require"]) {
     if (auto value = config::readBool(r, path + ".require", diags)) require = *value;
   }
-  YAML::Node list = node["allow"];
-  if (!list) {
-    diags.error(node, path, "missing required key \"allow\"");
-    return nullptr;
-  }
-  if (!list.IsSequence() || list.size() == 0) {
-    diags.error(list, path + ".allow", "must be a non-empty list of subprotocol names");
-    return nullptr;
-  }
+  const std::optional<YAML::Node> found =
+      config::readNonEmptyList(node, "allow", path, "subprotocol names", diags);
+  if (!found) return nullptr;
+  const YAML::Node& list = *found;
   std::vector<std::string> allow;
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string item_path = path + ".allow[" + std::to_string(i) + "]";
