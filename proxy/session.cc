@@ -148,8 +148,18 @@ void Session::onLanded(int f, const error_code& ec, size_t n) {
 // for an edge without a system call, cancelled when its leg closes.
 void Session::watchClientAfterClose() {
   if (finished_ || leg_state_[kClient].lost) return;
-  if (legs_[kClient].peerEnded(boost::asio::buffer(flows_[kClient].landing))) return dropClient();
+  if (clientGoneAfterClose()) return dropClient();
   awaitEof(kClient);
+}
+
+// Whether the client ended its connection after its close (read once, then remembered). The
+// scratch buffer is not the landing slot: the close being relayed may still be there.
+bool Session::clientGoneAfterClose() {
+  if (!client_gone_) {
+    std::array<uint8_t, 64> scratch;
+    client_gone_ = legs_[kClient].peerEnded(boost::asio::buffer(scratch));
+  }
+  return client_gone_;
 }
 
 void Session::dropClient() {
@@ -363,8 +373,14 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
     // The backend's close that completes the client's closing handshake: maybeFinish closes
     // the client right after it, and the FIN goes out in the same segment.
     const LegState& client = leg_state_[kClient];
-    const bool last = f == kUpstream && flow.mode == Mode::kDone && client.close_received &&
-                      client.close_queued && !flows_[kUpstream].inject;
+    bool last = f == kUpstream && flow.mode == Mode::kDone && client.close_received &&
+                client.close_queued && !flows_[kUpstream].inject;
+    // The client's close, when the client is already gone and the backend has sent nothing
+    // more: maybeFinish closes the backend's leg right after it, so its FIN goes out with it.
+    if (f == kClient && flow.mode == Mode::kDone && client.close_received && !flow.inject &&
+        !leg_state_[kUpstream].close_received && clientGoneAfterClose()) {
+      last = !legs_[kUpstream].mayHaveUnread();
+    }
     emit(f, {parts.data(), count}, last);
   }
   // After the write: `data` may be the backlog itself, which this reuses.

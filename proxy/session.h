@@ -224,6 +224,7 @@ class Session final : public std::enable_shared_from_this<Session>,
   void rejectSource(int f, uint16_t code, std::string_view reason);
   void onLegLost(int leg, const boost::system::error_code& ec);
   void watchClientAfterClose();
+  bool clientGoneAfterClose();
   void dropClient();
   // True when flow `f` has a close or ping queued and its output is at a frame boundary.
   bool injectReady(const Flow& flow) const {
@@ -307,6 +308,7 @@ class Session final : public std::enable_shared_from_this<Session>,
   Clock::time_point read_time_;  // the clock at the current consume(), for filters
   bool closing_ = false;  // close deadline set: the session is ending
   bool finished_ = false;
+  bool client_gone_ = false;  // the client's end of stream was read after its close
   bool in_consume_ = false;  // consume() of `consuming_flow_` is building its output
   int consuming_flow_ = 0;
 };

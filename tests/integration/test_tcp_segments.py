@@ -1,12 +1,14 @@
 """Segments the gateway saves by knowing where a connection's bytes begin and end: the upgrade
-request sent to the backend carries the last ACK of the TCP handshake, and the close that ends a
-client's closing handshake carries the FIN. Counted by the receiving socket (TCP_INFO's
+request sent to the backend carries the last ACK of the TCP handshake, the close that ends a
+client's closing handshake carries the FIN, and so does the close relayed to the backend from a
+client that has already gone. Counted by the receiving socket (TCP_INFO's
 tcpi_segs_in), so a test fails if either goes back to a segment of its own."""
+import asyncio
 import socket
 import struct
 
-from conftest import accept_for, app_config
-from wsproto import CLOSE, RawClient, close_payload, encode_frame
+from conftest import accept_for, app_config, wait_for
+from wsproto import CLOSE, RawClient, close_payload, encode_frame, parse_frames, parse_close
 
 # struct tcp_info (linux/tcp.h): tcpi_segs_in follows tcpi_segs_out at byte 136.
 SEGS_IN_OFFSET = 140
@@ -61,3 +63,42 @@ def test_close_that_ends_the_client_handshake_carries_the_fin(start_gateway, bac
     # The close and the FIN need two segments unless they share one. The gateway's ACK of the
     # client's close rides along too, unless a slow machine made it go out on its own first.
     assert 1 in counts, f"segments after the client's close, per connection: {counts}"
+
+
+def test_close_from_a_client_gone_carries_the_fin_to_the_backend(start_gateway, backends):
+    async def respond(reader, writer, record):
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key)
+                     + b"\r\n\r\n")
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        await asyncio.sleep(0.1)  # the gateway's ACK of the 101, if it goes out on its own
+        before = segments_received(sock)
+        record["ready"] = record.get("ready", 0) + 1
+        received = b""
+        while chunk := await reader.read(1 << 16):  # until the gateway's FIN
+            received += chunk
+        record.setdefault("ends", []).append((segments_received(sock) - before, received))
+
+    port, record = backends.raw(respond)
+    gw = start_gateway(app_config([port], workers=1))
+    for n in range(1, 6):
+        client = RawClient(gw.port)
+        client.upgrade("/app")
+        assert wait_for(lambda: record.get("ready", 0) == n, timeout=5)
+        # The close and the FIN in one segment, as a client that closes at once often sends them.
+        client.sock.send(encode_frame(CLOSE, close_payload(1000, "gone")), socket.MSG_MORE)
+        client.sock.shutdown(socket.SHUT_WR)
+        client.wait_end()
+        client.close()
+    assert wait_for(lambda: len(record.get("ends", [])) == 5, timeout=5), record.get("ends")
+    for _, received in record["ends"]:
+        frames = parse_frames(received)
+        assert [f[2] for f in frames] == [CLOSE] and parse_close(frames[0][3]) == (1000, "gone")
+    counts = [count for count, _ in record["ends"]]
+    # Two segments (the close, then the FIN) unless they share one; a slow machine may split
+    # them now and then, so one connection in five is enough.
+    assert 1 in counts, f"segments the backend received after its 101, per connection: {counts}"
