@@ -377,8 +377,9 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
                 client.close_queued && !flows_[kUpstream].inject;
     // The client's close, when the client is already gone and the backend has sent nothing
     // more: maybeFinish closes the backend's leg right after it, so its FIN goes out with it.
-    // Should backend bytes land in between, maybeFinish keeps the leg open instead, and their
-    // arrival makes the kernel send what MSG_MORE held back.
+    // Should backend bytes land in the microseconds between, maybeFinish keeps the leg open
+    // instead (closing would reset it and lose the close), and the kernel sends what MSG_MORE
+    // held back on its next push or, at the latest, when its probe timer fires (RTO, >= 200 ms).
     if (f == kClient && flow.mode == Mode::kDone && client.close_received && !flow.inject &&
         !leg_state_[kUpstream].close_received && clientGoneAfterClose()) {
       last = !legs_[kUpstream].mayHaveUnread();
