@@ -25,6 +25,18 @@ int makeEventFd() {
   return fd;
 }
 
+// Wakes the wait on the eventfd `signal`; false (errno set) when it cannot be written.
+bool raiseSignal(boost::asio::posix::stream_descriptor& signal) {
+  const uint64_t one = 1;
+  return ::write(signal.native_handle(), &one, sizeof one) == sizeof one;
+}
+
+// Resets `signal` after its wait woke, so that the next raise wakes the next wait.
+void takeSignal(boost::asio::posix::stream_descriptor& signal) {
+  uint64_t count = 0;
+  if (::read(signal.native_handle(), &count, sizeof count) < 0) return;  // already reset
+}
+
 }  // namespace
 
 Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config,
@@ -84,8 +96,7 @@ void Worker::swapConfig(std::shared_ptr<const config::Config> config,
     next_tls_ = std::move(tls);
     next_plan_ = std::move(plan);
   }
-  const uint64_t one = 1;
-  if (::write(swap_signal_.native_handle(), &one, sizeof one) != sizeof one) {
+  if (!raiseSignal(swap_signal_)) {
     spdlog::error("worker {}: cannot signal it a new config: {}", context_.index,
                   std::strerror(errno));
   }
@@ -96,10 +107,7 @@ void Worker::waitForSwap() {
   swap_signal_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                           [this](const boost::system::error_code& ec) {
                             if (ec) return;
-                            uint64_t count = 0;
-                            if (::read(swap_signal_.native_handle(), &count, sizeof count) < 0) {
-                              count = 0;
-                            }
+                            takeSignal(swap_signal_);
                             std::shared_ptr<const config::Config> config;
                             std::shared_ptr<const TlsContexts> tls;
                             std::vector<ListenerPlan> plan;
@@ -165,8 +173,7 @@ void Worker::applyPlan(std::vector<ListenerPlan> plan) {
 
 void Worker::drain(std::chrono::milliseconds spread) {
   drain_spread_ms_.store(spread.count());
-  const uint64_t one = 1;
-  if (::write(drain_signal_.native_handle(), &one, sizeof one) != sizeof one) {
+  if (!raiseSignal(drain_signal_)) {
     spdlog::error("worker {}: cannot signal it to drain: {}", context_.index,
                   std::strerror(errno));
   }
@@ -176,10 +183,7 @@ void Worker::waitForDrain() {
   drain_signal_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                            [this](const boost::system::error_code& ec) {
                              if (ec) return;
-                             uint64_t count = 0;
-                             if (::read(drain_signal_.native_handle(), &count, sizeof count) < 0) {
-                               count = 0;
-                             }
+                             takeSignal(drain_signal_);
                              if (drain_start_ != std::chrono::steady_clock::time_point{}) return;
                              for (auto& listener : listeners_) listener->stop();
                              logDrain();
@@ -253,8 +257,7 @@ void Worker::sweepBuffersLater() {
 
 void Worker::stop() {
   if (!thread_.joinable()) return;
-  const uint64_t one = 1;
-  if (::write(stop_signal_.native_handle(), &one, sizeof one) != sizeof one) {
+  if (!raiseSignal(stop_signal_)) {
     spdlog::critical("worker {}: cannot signal it to stop: {}", context_.index,
                      std::strerror(errno));
     Logging::drainBeforeAbort();
