@@ -433,22 +433,14 @@ bool Session::admitHeader(int f, const FrameHeader& header) {
     flow.fx->inspecting = 0;
     for (size_t i = 0; i < filters_.size(); ++i) {
       current_filter_ = i;
-      filters::FrameVerdict verdict;
-      try {
-        verdict = filters_[i].filter->onFrame(event);
-      } catch (const std::exception& e) {
-        failAtBoundary(f, e.what());
-        return false;
-      } catch (...) {
-        failAtBoundary(f, "unknown exception from a filter");
-        return false;
-      }
-      switch (verdict.kind()) {
+      const auto verdict = askFilter(f, [&] { return filters_[i].filter->onFrame(event); });
+      if (!verdict) return false;
+      switch (verdict->kind()) {
         case filters::FrameVerdict::Kind::kClose:
-          filterCloses(f, i, verdict);
+          filterCloses(f, i, *verdict);
           return false;
         case filters::FrameVerdict::Kind::kThrottle:
-          flow.fx->resume_at = std::max(flow.fx->resume_at, verdict.until());
+          flow.fx->resume_at = std::max(flow.fx->resume_at, verdict->until());
           flow.fx->throttle_hit = true;
           break;
         case filters::FrameVerdict::Kind::kInspect:

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -282,6 +283,19 @@ class Session final : public std::enable_shared_from_this<Session>,
   // A filter threw on a header of flow `f`: nothing of that frame went out, so the session
   // closes at the frame boundary as a rejection does, with 1011 both ways.
   void failAtBoundary(int f, std::string_view what);
+  // A filter's verdict from `call`; a filter that throws fails the session at this boundary
+  // (failAtBoundary) and gives none.
+  template <typename Call>
+  std::optional<filters::FrameVerdict> askFilter(int f, Call&& call) {
+    try {
+      return call();
+    } catch (const std::exception& e) {
+      failAtBoundary(f, e.what());
+    } catch (...) {
+      failAtBoundary(f, "unknown exception from a filter");
+    }
+    return std::nullopt;
+  }
   // A step threw partway: a 1011 close goes to each leg whose output is at a frame boundary,
   // then both sockets close.
   void fail(std::string_view what) noexcept;

@@ -86,18 +86,12 @@ bool Session::inspectPayload(int f, const uint8_t* data, size_t size, bool frame
     for (size_t i = 0; i < filters_.size() && i < 64; ++i) {
       if ((flow.fx->inspecting >> i & 1) == 0) continue;
       current_filter_ = i;
-      filters::FrameVerdict verdict;
-      try {
-        verdict = filters_[i].filter->onPayload(flow.fx->inspected, {plain.data(), n}, last);
-      } catch (const std::exception& e) {
-        failAtBoundary(f, e.what());
-        return false;
-      } catch (...) {
-        failAtBoundary(f, "unknown exception from a filter");
-        return false;
-      }
-      if (verdict.closes()) {
-        filterCloses(f, i, verdict);
+      const auto verdict = askFilter(f, [&] {
+        return filters_[i].filter->onPayload(flow.fx->inspected, {plain.data(), n}, last);
+      });
+      if (!verdict) return false;
+      if (verdict->closes()) {
+        filterCloses(f, i, *verdict);
         return false;
       }
     }
