@@ -1,54 +1,49 @@
 // Bounds one phase of a handshake (read the request, connect, exchange with the backend): if the
 // phase is still armed when the time is up, `on_expiry` runs (it cancels that phase's I/O, whose
-// operation then ends with operation_aborted) and expired() turns true. A timer completion that
-// arrives after disarm() or after the owner is gone finds nothing to do. Worker-thread only.
+// operation then ends with operation_aborted) and expired() turns true. Kept in the worker's
+// Deadlines: arming and disarming cost no timer operation. Worker-thread only.
 #pragma once
 
 #include <chrono>
 #include <functional>
-#include <memory>
+#include <utility>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "io/deadlines.h"
 
 namespace wsgate::gateway {
 
 class Deadline {
  public:
-  explicit Deadline(boost::asio::io_context& io)
-      : timer_(io), state_(std::make_shared<State>()) {}
-  ~Deadline() { disarm(); }
+  explicit Deadline(Deadlines& deadlines) : deadlines_(deadlines), entry_(&Deadline::fire, this) {}
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
 
   void arm(std::chrono::milliseconds limit, std::function<void()> on_expiry) {
-    state_->on_expiry = std::move(on_expiry);
-    state_->expired = false;
-    const unsigned generation = ++state_->generation;
-    timer_.expires_after(limit);
-    timer_.async_wait([state = state_, generation](const boost::system::error_code& ec) {
-      if (ec || state->generation != generation || !state->on_expiry) return;
-      state->expired = true;
-      auto expire = std::move(state->on_expiry);
-      state->on_expiry = nullptr;
-      expire();
-    });
+    on_expiry_ = std::move(on_expiry);
+    expired_ = false;
+    deadlines_.arm(entry_, limit);
   }
+  // The next phase under the same deadline: what expiry does changes, not when.
+  void retarget(std::function<void()> on_expiry) { on_expiry_ = std::move(on_expiry); }
   void disarm() {
-    state_->on_expiry = nullptr;
-    ++state_->generation;
-    timer_.cancel();
+    deadlines_.disarm(entry_);
+    on_expiry_ = nullptr;
   }
-  bool expired() const { return state_->expired; }
+  bool armed() const { return entry_.armed(); }
+  bool expired() const { return expired_; }
 
  private:
-  struct State {
-    std::function<void()> on_expiry;
-    unsigned generation = 0;
-    bool expired = false;
-  };
-  boost::asio::steady_timer timer_;
-  std::shared_ptr<State> state_;
+  static void fire(void* context) {
+    auto& self = *static_cast<Deadline*>(context);
+    self.expired_ = true;
+    auto expire = std::exchange(self.on_expiry_, nullptr);
+    if (expire) expire();
+  }
+
+  Deadlines& deadlines_;
+  Deadlines::Entry entry_;
+  std::function<void()> on_expiry_;
+  bool expired_ = false;
 };
 
 }  // namespace wsgate::gateway

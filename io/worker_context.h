@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "io/deadlines.h"
 #include "io/live_sessions.h"
 #include "io/relay_buffers.h"
 #include "stats/stats.h"
@@ -21,6 +22,7 @@ struct WorkerContext {
   // written on at once; only what a peer could not take is copied into the session.
   RelayBuffers& buffers;
   std::span<uint8_t> read_buffer;
+  Deadlines& deadlines;  // handshake phases and sessions' fixed-duration deadlines
   unsigned index;
   LiveSessions* live = nullptr;  // the worker's sessions, for a drain; null in some tests
 };

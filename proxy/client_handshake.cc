@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <span>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -50,18 +51,24 @@ size_t writeNow(Stream& stream, std::string_view bytes, error_code& ec) {
 
 // The listener defers accepts until the client has sent something (listener.cc), so the request
 // head is nearly always complete at accept: parse what is there at once, so that the usual
-// handshake arms no timer and needs no trip through the loop for it. Returns a parse error; a
-// read that finds nothing, or fails, is left to the asynchronous read that follows.
-error_code parseHeadNow(Stream& stream, beast::flat_buffer& buffer,
+// handshake arms no timer and needs no trip through the loop for it. The read lands in the
+// worker's shared buffer; only bytes that must outlive this call (a partial head, or bytes
+// sent behind a complete one) are copied into `buffer`, which allocates nothing otherwise.
+// Returns a parse error; a read that finds nothing, or fails, is left to the asynchronous read
+// that follows.
+error_code parseHeadNow(Stream& stream, std::span<uint8_t> scratch, beast::flat_buffer& buffer,
                         http::request_parser<http::empty_body>& parser) {
   error_code ec;
-  const size_t n =
-      stream.readSome(buffer.prepare(std::min(buffer.max_size(), kFirstHeadRead)), ec);
+  const size_t limit = std::min({buffer.max_size(), kFirstHeadRead, scratch.size()});
+  const size_t n = stream.readSome(asio::buffer(scratch.data(), limit), ec);
   if (ec) return {};
-  buffer.commit(n);
-  buffer.consume(parser.put(buffer.data(), ec));
-  if (ec == http::error::need_more) return {};
-  return ec;
+  const size_t used = parser.put(asio::const_buffer(scratch.data(), n), ec);
+  if (ec && ec != http::error::need_more) return ec;
+  if (used < n) {
+    buffer.commit(asio::buffer_copy(buffer.prepare(n - used),
+                                    asio::const_buffer(scratch.data() + used, n - used)));
+  }
+  return {};
 }
 
 // The client's address as text, for X-Forwarded-For, filters and logs. IPv4 is written here:
@@ -119,7 +126,7 @@ class Handshake {
         record_(worker.stats, listener_.name, std::move(slot)),
         client_(std::move(socket)),
         client_ip_(std::move(client_ip)),
-        deadline_(worker.io) {}
+        deadline_(worker.deadlines) {}
 
   asio::awaitable<void> run();
   // On a TLS listener, before anything else: the TLS handshake, bounded by handshake_timeout.
@@ -190,7 +197,7 @@ asio::awaitable<void> Handshake::run() {
   beast::flat_buffer buffer(listener_.max_request_bytes);
   http::request_parser<http::empty_body> parser;
   parser.header_limit(listener_.max_request_bytes);
-  error_code read_ec = parseHeadNow(client_, buffer, parser);
+  error_code read_ec = parseHeadNow(client_, worker_.read_buffer, buffer, parser);
   if (!read_ec && !parser.is_header_done()) {
     deadline_.arm(listener_.request_timeout, [this] { client_.cancel(); });
     auto [async_ec, head_size] = co_await http::async_read_header(client_, buffer, parser, kToken);

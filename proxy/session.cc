@@ -26,7 +26,7 @@ Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionS
       setup_(std::move(setup)),
       record_(std::move(record)),
       flows_{{Flow(true, setup_.permessage_deflate), Flow(false, setup_.permessage_deflate)}},
-      timer_(worker.io),
+      close_deadline_(&Session::closeTimedOut, this),
       last_activity_(Clock::now()),
       started_(last_activity_) {
   const auto& cells = worker_.stats.routeCells(setup_.route->name);
@@ -676,8 +676,9 @@ void Session::finish(std::string_view why) {
   if (worker_.live) worker_.live->gone(*this);
   spdlog::debug("session on route {} for {} finished: {}", setup_.route->name,
                 setup_.client_address, why);
-  timer_.cancel();
+  if (timer_) timer_->cancel();
   armed_for_ = kNever;
+  worker_.deadlines.disarm(close_deadline_);
   if (!leg_state_[kClient].lost) {
     legs_[kClient].cancel();  // a lingering close takes the socket: no operation may stay on it
     LingeringClose::close(legs_[kClient]);

@@ -237,9 +237,11 @@ class Session final : public std::enable_shared_from_this<Session>,
   // `parts` if given.
   void sendInject(int f, std::span<const boost::asio::const_buffer> before = {});
   void startCloseTimer();
+  static void closeTimedOut(void* session);
   // The session's one timer, armed for the earliest of its deadlines.
   Clock::time_point nextDeadline() const;
-  void armTimer();
+  void armTimer();     // at the end of the current step (guarded), else now
+  void armTimerNow();
   void onTimer(const boost::system::error_code& ec);
   // Whether flow `f`'s source must wait (then the timer is armed for it).
   bool throttled(int f);
@@ -266,15 +268,21 @@ class Session final : public std::enable_shared_from_this<Session>,
 
   // A failure (an exception) ends this session only. Every entry point from the event loop runs
   // its step through guarded(), which turns what escapes into fail().
+  // The timer is armed as the outermost step ends (armTimer() only asks for it): a session that
+  // sets a deadline and ends in the same wake-up, as one whose client closes and leaves at once
+  // does, arms and cancels no timer.
   template <typename Step>
   void guarded(Step&& step) noexcept {
+    ++step_depth_;
     try {
       step();
+      if (step_depth_ == 1 && timer_wanted_) armTimerNow();
     } catch (const std::exception& e) {
       fail(e.what());
     } catch (...) {
       fail("unknown exception");
     }
+    --step_depth_;
   }
   static filters::Direction directionOf(int flow) {
     return flow == 0 ? filters::Direction::kClientToUpstream
@@ -314,13 +322,17 @@ class Session final : public std::enable_shared_from_this<Session>,
   std::vector<FilterSlot> filters_;
   std::unique_ptr<FilterState> filter_state_;  // null without message filters
   size_t current_filter_ = 0;  // the filter being called (whose wakeAt it is)
-  boost::asio::steady_timer timer_;
+  // Made on the first deadline: a session that never sets one (nor its end) builds no timer.
+  std::optional<boost::asio::steady_timer> timer_;
   Clock::time_point armed_for_ = kNever;  // when the timer's pending wait fires
-  Clock::time_point close_deadline_ = kNever;
+  // The closing handshake's bound: close_timeout, kept in the worker's Deadlines.
+  Deadlines::Entry close_deadline_;
   Clock::time_point last_activity_;
   Clock::time_point started_;
   Clock::time_point read_time_;  // the clock at the current consume(), for filters
   bool closing_ = false;  // close deadline set: the session is ending
+  bool timer_wanted_ = false;  // armTimer() was asked during the current step
+  int step_depth_ = 0;  // guarded() steps under way (a step may run another)
   bool finished_ = false;
   bool client_gone_ = false;  // the client's end of stream was read after its close
   bool in_consume_ = false;  // consume() of `consuming_flow_` is building its output

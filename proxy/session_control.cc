@@ -117,12 +117,16 @@ bool Session::heldPongIsOurs(int f) const {
 void Session::startCloseTimer() {
   if (closing_) return;
   closing_ = true;
-  close_deadline_ = Clock::now() + setup_.route->close_timeout;
-  armTimer();
+  worker_.deadlines.arm(close_deadline_, setup_.route->close_timeout);
+}
+
+void Session::closeTimedOut(void* session) {
+  auto self = static_cast<Session*>(session)->shared_from_this();
+  self->guarded([&] { self->finish("closing handshake timed out"); });
 }
 
 Session::Clock::time_point Session::nextDeadline() const {
-  Clock::time_point next = close_deadline_;
+  Clock::time_point next = kNever;
   const auto idle = setup_.route->idle_timeout;
   if (!closing_ && idle.count() > 0) next = std::min(next, last_activity_ + idle);
   for (const Flow& flow : flows_) {
@@ -137,12 +141,22 @@ Session::Clock::time_point Session::nextDeadline() const {
 // Re-armed only when a deadline comes earlier than the pending wait: later ones (the idle
 // deadline moved by traffic) are found when that wait fires.
 void Session::armTimer() {
+  if (step_depth_ > 0) {
+    timer_wanted_ = true;
+    return;
+  }
+  armTimerNow();
+}
+
+void Session::armTimerNow() {
+  timer_wanted_ = false;
   if (finished_) return;
   const Clock::time_point next = nextDeadline();
   if (next >= armed_for_) return;
   armed_for_ = next;
-  timer_.expires_at(next);  // a pending wait ends with operation_aborted
-  timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+  if (!timer_) timer_.emplace(worker_.io);
+  timer_->expires_at(next);  // a pending wait ends with operation_aborted
+  timer_->async_wait([self = shared_from_this()](const error_code& ec) {
     if (!ec) self->guarded([&] { self->onTimer(ec); });
   });
 }
@@ -151,7 +165,6 @@ void Session::onTimer(const error_code& /*ec*/) {
   if (finished_) return;
   armed_for_ = kNever;
   const auto now = Clock::now();
-  if (closing_ && now >= close_deadline_) return finish("closing handshake timed out");
   const auto idle = setup_.route->idle_timeout;
   if (!closing_ && idle.count() > 0 && now - last_activity_ >= idle) {
     // A source held by a throttle is not idle: its bytes wait on the gateway, and closing

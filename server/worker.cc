@@ -45,7 +45,9 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config,
     : buffers_(stats_, kMaxLentBuffers, kMaxCachedBuffers),
       read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
       // Only binds a reference to io_, constructed next.
-      context_{io_, stats_, buffers_, {read_buffer_.get(), kReadBufferSize}, index, &live_},
+      deadlines_(io_),
+      context_{io_, stats_, buffers_, {read_buffer_.get(), kReadBufferSize}, deadlines_, index,
+               &live_},
       failures_(stats_.cell(Metric::kWorkerFailures, {})),
       io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE),
       sweep_timer_(io_),
@@ -58,6 +60,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::Config> config,
 
 Worker::~Worker() {
   stop();
+  deadlines_.close();
   for (const ListenerPlan& unused : next_plan_) {
     if (unused.fd >= 0) ::close(unused.fd);
   }

@@ -83,6 +83,9 @@ class Worker {
   RelayBuffers buffers_;
   std::unique_ptr<uint8_t[]> read_buffer_;
   LiveSessions live_;
+  // Its timer is released in ~Worker before io_ goes; handshakes and sessions destroyed with io_
+  // only unlink their entries.
+  Deadlines deadlines_;
   WorkerContext context_;
   Cell& failures_;
   boost::asio::io_context io_;

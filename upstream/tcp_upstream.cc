@@ -2,7 +2,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
@@ -35,17 +34,16 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
     const tcp::endpoint& endpoint = endpoints_[index];
     result.endpoint = endpoint_texts_[index];
     tcp::socket socket(worker_.io);
-    const auto started = std::chrono::steady_clock::now();
+    // One deadline for the attempt: the connect, then a TLS cluster's handshake.
+    Deadline deadline(worker_.deadlines);
     auto ec = startConnect(worker_.io, socket, endpoint);
     bool timed_out = false;
-    if (ec == asio::error::in_progress) {  // only a connect that must wait arms a timer
-      Deadline deadline(worker_.io);
+    if (ec == asio::error::in_progress) {  // only a connect that must wait arms the deadline
       deadline.arm(cluster_.connect_timeout, [&socket] {
         boost::system::error_code ignored;
         socket.close(ignored);
       });
       ec = co_await awaitConnected(socket);
-      deadline.disarm();
       timed_out = deadline.expired();
     }
     result.timed_out = timed_out;
@@ -55,11 +53,10 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
       co_return result;
     }
     if (!timed_out && !ec) {
+      if (!deadline.armed()) deadline.arm(cluster_.connect_timeout, {});
       const config::Address& address = cluster_.endpoints[index];
-      std::optional<Stream> stream =
-          co_await handshake(std::move(socket), address.host.empty() ? address.ip : address.host,
-                             cluster_.connect_timeout - (std::chrono::steady_clock::now() - started),
-                             result);
+      std::optional<Stream> stream = co_await handshake(
+          std::move(socket), address.host.empty() ? address.ip : address.host, deadline, result);
       if (stream) {
         result.stream = std::move(stream);
         co_return result;
@@ -78,16 +75,13 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
 
 asio::awaitable<std::optional<Stream>> TcpUpstream::handshake(tcp::socket socket,
                                                              std::string_view host,
-                                                             std::chrono::nanoseconds left,
+                                                             Deadline& deadline,
                                                              UpstreamConnection& result) {
   SslPtr ssl = tls_->newSession(host);
   std::string_view reason = "other";
   if (ssl) {
     Stream stream(TlsTransport(std::move(socket), std::move(ssl)));
-    Deadline deadline(worker_.io);
-    deadline.arm(std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::max(left, std::chrono::nanoseconds(std::chrono::milliseconds(1)))),
-                 [&stream] { stream.cancel(); });
+    deadline.retarget([&stream] { stream.cancel(); });
     auto [ec] = co_await stream.async_tls_handshake(asio::as_tuple(asio::use_awaitable));
     deadline.disarm();
     if (!ec && !deadline.expired()) co_return std::optional<Stream>(std::move(stream));

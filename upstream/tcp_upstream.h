@@ -12,6 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "config/config.h"
+#include "io/deadline.h"
 #include "io/tls_context.h"
 #include "upstream/failure_log.h"
 #include "upstream/upstream.h"
@@ -26,11 +27,11 @@ class TcpUpstream final : public Upstream {
   boost::asio::awaitable<UpstreamConnection> connect() override;
 
  private:
-  // The TLS handshake on a connected socket, bounded by what is `left` of connect_timeout; on
+  // The TLS handshake on a connected socket, bounded by the attempt's `deadline` (armed); on
   // failure counts it, logs it and says why in `result`.
   boost::asio::awaitable<std::optional<Stream>> handshake(boost::asio::ip::tcp::socket socket,
                                                           std::string_view host,
-                                                          std::chrono::nanoseconds left,
+                                                          Deadline& deadline,
                                                           UpstreamConnection& result);
 
   WorkerContext& worker_;

@@ -46,7 +46,7 @@ class HandshakeHarness {
   explicit HandshakeHarness(std::shared_ptr<const filters::FilterFactory> factory)
       : buffers_(stats_, 8, 2),
         read_buffer_(RelayBuffers::kBufferSize),
-        context_{io_, stats_, buffers_, {read_buffer_.data(), read_buffer_.size()}, 0} {
+        context_{io_, stats_, buffers_, {read_buffer_.data(), read_buffer_.size()}, deadlines_, 0} {
     auto config = std::make_shared<config::Config>();
     config::Listener listener;
     listener.name = "public";
@@ -62,6 +62,7 @@ class HandshakeHarness {
     config->clusters.push_back(cluster);
     table_ = std::make_shared<RoutingTable>(context_, config, TlsContexts::build(*config));
   }
+  ~HandshakeHarness() { deadlines_.close(); }
 
   // Sends an upgrade request and returns what the gateway answered before it closed.
   std::string serve() {
@@ -107,6 +108,8 @@ class HandshakeHarness {
   WorkerStats stats_;
   RelayBuffers buffers_;
   std::vector<uint8_t> read_buffer_;
+  // Before io_, as in the worker: what io_ destroys still unlinks from it (timer released first).
+  Deadlines deadlines_{io_};
   asio::io_context io_;
   WorkerContext context_;
   std::shared_ptr<RoutingTable> table_;

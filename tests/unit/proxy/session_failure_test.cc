@@ -123,7 +123,7 @@ class SessionFailureTest : public ::testing::TestWithParam<std::string> {
   SessionFailureTest()
       : buffers_(stats_, 8, 2),
         read_buffer_(RelayBuffers::kBufferSize),
-        context_{io_, stats_, buffers_, {read_buffer_.data(), read_buffer_.size()}, 0} {
+        context_{io_, stats_, buffers_, {read_buffer_.data(), read_buffer_.size()}, deadlines_, 0} {
     auto config = std::make_shared<config::Config>();
     config::Listener listener;
     listener.name = "public";
@@ -134,6 +134,7 @@ class SessionFailureTest : public ::testing::TestWithParam<std::string> {
     config->listeners.push_back(listener);
     config_ = config;
   }
+  ~SessionFailureTest() { deadlines_.close(); }
 
   // A session between `client` and `upstream`, with a filter that calls `raise` on each text
   // frame (if given) on its route.
@@ -176,6 +177,8 @@ class SessionFailureTest : public ::testing::TestWithParam<std::string> {
   WorkerStats stats_;
   RelayBuffers buffers_;
   std::vector<uint8_t> read_buffer_;
+  // Before io_, as in the worker: what io_ destroys still unlinks from it (timer released first).
+  Deadlines deadlines_{io_};
   boost::asio::io_context io_;
   WorkerContext context_;
   std::shared_ptr<const config::Config> config_;
