@@ -1,3 +1,7 @@
+// SHA1_Init and its siblings are deprecated in OpenSSL 3 in favour of EVP, which allocates a
+// context per digest; they remain, and this file asks for the 1.1.1 interface to use them.
+#define OPENSSL_API_COMPAT 10101
+
 #include "codec/handshake.h"
 
 #include <algorithm>
@@ -6,17 +10,15 @@
 #include <memory>
 #include <vector>
 
-#include <boost/beast/core/detail/base64.hpp>
-#include <boost/beast/core/detail/sha1.hpp>
 #include <boost/beast/core/string.hpp>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "codec/http_head.h"
 
 namespace wsgate::gateway {
 
 namespace {
-
-namespace beast = boost::beast;
 
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -300,19 +302,18 @@ namespace {
 
 constexpr size_t kAcceptSize = 28;  // base64 of a 20-byte SHA-1
 
-// Writes the accept value for `key` into `out` (NUL-terminated). Beast's SHA-1, the one its own
-// WebSocket handshake uses: on the stack, where each OpenSSL digest allocated and freed its
-// context (about 5% of a handshake's user time).
+// Writes the accept value for `key` into `out` (NUL-terminated). OpenSSL's SHA-1 functions work
+// on a context on the stack; its EVP interface allocated and freed one per handshake, and
+// Beast's portable SHA-1 takes twice their time.
 bool writeAccept(std::string_view key, std::array<char, kAcceptSize + 1>& out) {
-  beast::detail::sha1_context context;
-  beast::detail::init(context);
-  beast::detail::update(context, key.data(), key.size());
-  beast::detail::update(context, kGuid.data(), kGuid.size());
-  std::array<unsigned char, beast::detail::sha1_context::digest_size> digest;
-  beast::detail::finish(context, digest.data());
-  const size_t written = beast::detail::base64::encode(out.data(), digest.data(), digest.size());
-  out[written] = '\0';
-  return written == kAcceptSize;
+  SHA_CTX context;
+  std::array<unsigned char, SHA_DIGEST_LENGTH> digest;
+  const bool ok = SHA1_Init(&context) == 1 && SHA1_Update(&context, key.data(), key.size()) == 1 &&
+                  SHA1_Update(&context, kGuid.data(), kGuid.size()) == 1 &&
+                  SHA1_Final(digest.data(), &context) == 1;
+  if (!ok) return false;
+  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), digest.data(), digest.size());
+  return true;
 }
 
 }  // namespace
