@@ -34,6 +34,7 @@ constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 std::string_view schemeOf(Stream& client) { return client.tls() ? "https" : "http"; }
 constexpr size_t kFirstHeadRead = 4096;  // a browser's upgrade request is well under this
 constexpr size_t kMaxUpstreamHead = 16 * 1024;
+constexpr size_t kUpstreamHeadRead = 512;  // a 101 fits; a longer head takes more reads
 constexpr size_t kMaxUpstreamBody = 64 * 1024;  // a refusal page passed back to the client
 constexpr auto kResponseWriteTimeout = std::chrono::seconds(5);
 constexpr auto kLingerTimeout = std::chrono::seconds(2);
@@ -293,10 +294,28 @@ asio::awaitable<void> Handshake::run() {
         co_await asio::async_write(upstream, asio::buffer(forwarded) + sent, kToken);
     exchange_ec = write_ec;
   }
-  if (!exchange_ec) {
-    auto [answer_ec, answer_size] =
-        co_await http::async_read_header(upstream, upstream_buffer, response_parser, kToken);
-    exchange_ec = answer_ec;
+  // The backend's answer, read until Beast's parser has its head. Fed here rather than through
+  // http::async_read_header: that composed operation's executor and work bookkeeping cost more
+  // than the one read a 101 takes.
+  while (!exchange_ec && !response_parser.is_header_done()) {
+    const size_t room = upstream_buffer.max_size() - upstream_buffer.size();
+    if (room == 0) {
+      exchange_ec = http::error::buffer_overflow;
+      break;
+    }
+    auto [read_ec, n] = co_await upstream.async_read_some(
+        upstream_buffer.prepare(std::min(room, kUpstreamHeadRead)), kToken);
+    if (read_ec == asio::error::eof) {
+      // As Beast says it: nothing of an answer, or part of one.
+      exchange_ec = upstream_buffer.size() == 0 ? http::error::end_of_stream
+                                                : http::error::partial_message;
+    } else {
+      exchange_ec = read_ec;
+    }
+    if (exchange_ec) break;
+    upstream_buffer.commit(n);
+    upstream_buffer.consume(response_parser.put(upstream_buffer.data(), exchange_ec));
+    if (exchange_ec == http::error::need_more) exchange_ec = {};
   }
   deadline_.disarm();
   const bool timed_out = deadline_.expired();
