@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <string_view>
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
@@ -86,12 +87,16 @@ void asyncAcceptNonBlocking(boost::asio::ip::tcp::acceptor& acceptor,
 
 // Opens a non-blocking socket of `io` in `socket` and connects it to `endpoint` without waiting.
 // Returns no error when connected at once (a loopback or nearby backend usually is: the kernel
-// completes the TCP handshake inside connect(), and a second connect() reports it, where a wait
-// for writability would cost an epoll_ctl and a trip through the loop), in_progress when the
-// connection must be awaited with awaitConnected, else why it failed.
+// completes the TCP handshake inside connect(), where a wait for writability would cost an
+// epoll_ctl and a trip through the loop), in_progress when the connection must be awaited with
+// awaitConnected, else why it failed. What tells: with `first_bytes`, sending them (a send on
+// a connection still being made fails with EAGAIN; `sent` says how many went), which the caller
+// would do next anyway; without, a second connect().
 inline boost::system::error_code startConnect(boost::asio::io_context& io,
                                               boost::asio::ip::tcp::socket& socket,
-                                              const boost::asio::ip::tcp::endpoint& endpoint) {
+                                              const boost::asio::ip::tcp::endpoint& endpoint,
+                                              std::string_view first_bytes, size_t& sent) {
+  sent = 0;
   const int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           IPPROTO_TCP);
   if (fd < 0) return lastSystemError();
@@ -110,11 +115,27 @@ inline boost::system::error_code startConnect(boost::asio::io_context& io,
   reactor::markDrained(socket);
   const auto* address = endpoint.data();
   const auto length = static_cast<socklen_t>(endpoint.size());
-  if (::connect(fd, address, length) == 0) return ec;
-  if (errno != EINPROGRESS) return lastSystemError();
+  if (::connect(fd, address, length) != 0 && errno != EINPROGRESS) return lastSystemError();
+  if (!first_bytes.empty()) {
+    const ssize_t n =
+        ::send(fd, first_bytes.data(), first_bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) {
+      sent = static_cast<size_t>(n);
+      return ec;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return boost::asio::error::in_progress;
+    return lastSystemError();
+  }
   if (::connect(fd, address, length) == 0 || errno == EISCONN) return ec;
   if (errno == EALREADY || errno == EINPROGRESS) return boost::asio::error::in_progress;
   return lastSystemError();
+}
+
+inline boost::system::error_code startConnect(boost::asio::io_context& io,
+                                              boost::asio::ip::tcp::socket& socket,
+                                              const boost::asio::ip::tcp::endpoint& endpoint) {
+  size_t sent = 0;
+  return startConnect(io, socket, endpoint, {}, sent);
 }
 
 // Waits until a connect that startConnect left in progress ends: no error once connected, else

@@ -257,9 +257,20 @@ asio::awaitable<void> Handshake::run() {
   }
 
   // 5. Upstream: connect, forward the upgrade, read the answer.
+  // Filters that read payloads need them uncompressed: no extension is offered to the backend,
+  // and one it agrees to anyway is refused as not offered.
+  const bool plain_payloads =
+      std::any_of(route->filters.begin(), route->filters.end(), [](const config::FilterSpec& s) {
+        return static_cast<const filters::FilterFactory*>(s.built.get())->readsPayload();
+      });
+  if (plain_payloads) upgrade.extension_names.clear();
+  const std::string forwarded =
+      upstreamRequestHead(request, client_ip_, schemeOf(client_),
+                          {route->client_cert_header, identity_}, plain_payloads);
   const config::Cluster* cluster = table_->config()->findCluster(route->cluster);
   Upstream* upstream_source = table_->upstream(route->cluster);
-  UpstreamConnection connection = co_await upstream_source->connect();
+  // The request may go out with the connect (a plain backend that accepts at once).
+  UpstreamConnection connection = co_await upstream_source->connect(forwarded);
   if (!connection.stream) {
     record_.setOutcome(outcome::kUpstreamError);
     if (connection.tls_failed && !connection.timed_out) {
@@ -271,16 +282,6 @@ asio::awaitable<void> Handshake::run() {
     co_return co_await reject(502, "upstream unavailable", "upstream_unavailable");
   }
   Stream& upstream = *connection.stream;
-  // Filters that read payloads need them uncompressed: no extension is offered to the backend,
-  // and one it agrees to anyway is refused as not offered.
-  const bool plain_payloads =
-      std::any_of(route->filters.begin(), route->filters.end(), [](const config::FilterSpec& s) {
-        return static_cast<const filters::FilterFactory*>(s.built.get())->readsPayload();
-      });
-  if (plain_payloads) upgrade.extension_names.clear();
-  const std::string forwarded =
-      upstreamRequestHead(request, client_ip_, schemeOf(client_),
-                          {route->client_cert_header, identity_}, plain_payloads);
   beast::flat_buffer upstream_buffer(kMaxUpstreamHead + kMaxUpstreamBody);
   http::response_parser<http::string_body> response_parser;
   response_parser.header_limit(kMaxUpstreamHead);
@@ -288,7 +289,10 @@ asio::awaitable<void> Handshake::run() {
   // One deadline for the whole exchange: the backend must answer within response_timeout.
   deadline_.arm(cluster->response_timeout, [&upstream] { upstream.cancel(); });
   error_code exchange_ec;
-  const size_t sent = writeNow(upstream, forwarded, exchange_ec);
+  size_t sent = connection.sent;
+  if (sent < forwarded.size()) {
+    sent += writeNow(upstream, std::string_view(forwarded).substr(sent), exchange_ec);
+  }
   if (!exchange_ec && sent < forwarded.size()) {
     auto [write_ec, written] =
         co_await asio::async_write(upstream, asio::buffer(forwarded) + sent, kToken);

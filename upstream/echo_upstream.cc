@@ -42,7 +42,7 @@ asio::awaitable<void> serveEcho(LocalSocket socket) {
 
 }  // namespace
 
-asio::awaitable<UpstreamConnection> EchoUpstream::connect() {
+asio::awaitable<UpstreamConnection> EchoUpstream::connect(std::string_view /*first_bytes*/) {
   UpstreamConnection result;
   result.endpoint = "echo";
   LocalSocket gateway_end(worker_.io);

@@ -17,7 +17,7 @@ class EchoUpstream final : public Upstream {
  public:
   EchoUpstream(WorkerContext& worker, std::string cluster)
       : worker_(worker), cluster_(std::move(cluster)) {}
-  boost::asio::awaitable<UpstreamConnection> connect() override;
+  boost::asio::awaitable<UpstreamConnection> connect(std::string_view first_bytes) override;
 
   // Largest message the echo server takes; bigger ones get close 1009 from it.
   static constexpr size_t kMaxMessage = 64 * 1024 * 1024;

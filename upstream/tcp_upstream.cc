@@ -27,7 +27,7 @@ TcpUpstream::TcpUpstream(WorkerContext& worker, const config::Cluster& cluster,
   }
 }
 
-asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
+asio::awaitable<UpstreamConnection> TcpUpstream::connect(std::string_view first_bytes) {
   UpstreamConnection result;
   for (size_t attempt = 0; attempt < endpoints_.size(); ++attempt) {
     const size_t index = next_++ % endpoints_.size();
@@ -36,7 +36,10 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
     tcp::socket socket(worker_.io);
     // One deadline for the attempt: the connect, then a TLS cluster's handshake.
     Deadline deadline(worker_.deadlines);
-    auto ec = startConnect(worker_.io, socket, endpoint);
+    // Over TLS nothing can be sent before the TLS handshake.
+    size_t sent = 0;
+    auto ec = startConnect(worker_.io, socket, endpoint,
+                           tls_ == nullptr ? first_bytes : std::string_view(), sent);
     bool timed_out = false;
     if (ec == asio::error::in_progress) {  // only a connect that must wait arms the deadline
       deadline.arm(cluster_.connect_timeout, [&socket] {
@@ -50,6 +53,7 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect() {
     result.tls_failed = false;
     if (!timed_out && !ec && tls_ == nullptr) {
       result.stream.emplace(std::move(socket));
+      result.sent = sent;
       co_return result;
     }
     if (!timed_out && !ec) {

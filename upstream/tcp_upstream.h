@@ -24,7 +24,7 @@ class TcpUpstream final : public Upstream {
  public:
   // `tls`: the cluster's TLS (outlives this), or null for plain TCP.
   TcpUpstream(WorkerContext& worker, const config::Cluster& cluster, const ClientTlsContext* tls);
-  boost::asio::awaitable<UpstreamConnection> connect() override;
+  boost::asio::awaitable<UpstreamConnection> connect(std::string_view first_bytes) override;
 
  private:
   // The TLS handshake on a connected socket, bounded by the attempt's `deadline` (armed); on

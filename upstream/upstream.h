@@ -21,12 +21,15 @@ struct UpstreamConnection {
   std::string_view endpoint;     // the endpoint used (or last tried), for logs; lives as long
                                  // as the Upstream
   std::string error;             // failure: why
+  size_t sent = 0;               // success: bytes of connect()'s `first_bytes` already sent
 };
 
 class Upstream {
  public:
   virtual ~Upstream() = default;
-  virtual boost::asio::awaitable<UpstreamConnection> connect() = 0;
+  // Opens a stream to the cluster. `first_bytes` (what the caller sends first) may go out as
+  // the connection comes up, where that saves a system call; `sent` says how much did.
+  virtual boost::asio::awaitable<UpstreamConnection> connect(std::string_view first_bytes) = 0;
 
   // The handshake's warnings about this cluster's upgrade exchanges (after connect), folded
   // per cluster per worker like the connect failures.

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -102,6 +104,27 @@ TEST_F(NonBlockingSocketTest, ALoopbackConnectCompletesAtOnceAndRefusalsAreKnown
   EXPECT_EQ(startConnect(io_, refused, closed), asio::error::connection_refused);
 }
 
+// With the bytes the caller sends first, the send says whether the connection is up: one
+// system call fewer than a second connect() followed by the send.
+TEST_F(NonBlockingSocketTest, FirstBytesGoOutWithALoopbackConnectAndRefusalsAreKnownAtOnce) {
+  tcp::acceptor acceptor = listen({asio::ip::make_address("127.0.0.1"), 0});
+  tcp::socket socket(io_);
+  constexpr std::string_view kRequest = "GET / HTTP/1.1\r\n\r\n";
+  size_t sent = 99;
+  EXPECT_FALSE(startConnect(io_, socket, acceptor.local_endpoint(), kRequest, sent));
+  EXPECT_EQ(sent, kRequest.size());
+  tcp::socket accepted = acceptor.accept();
+  std::string got(kRequest.size(), '\0');
+  asio::read(accepted, asio::buffer(got));
+  EXPECT_EQ(got, kRequest);
+
+  const tcp::endpoint closed = acceptor.local_endpoint();
+  acceptor.close();
+  tcp::socket refused(io_);
+  EXPECT_EQ(startConnect(io_, refused, closed, kRequest, sent), asio::error::connection_refused);
+  EXPECT_EQ(sent, 0u);
+}
+
 TEST_F(NonBlockingSocketTest, AConnectThatMustWaitIsAwaited) {
   // Backlog 0: the accept queue holds one connection and the kernel drops the SYN of the next
   // one, which stays in progress until the queue has room and the SYN is sent again (~1 s).
@@ -129,6 +152,14 @@ TEST_F(NonBlockingSocketTest, AConnectThatMustWaitIsAwaited) {
   tcp::socket waiting(io_);
   const boost::system::error_code started = startConnect(io_, waiting, acceptor.local_endpoint());
   ASSERT_EQ(started, asio::error::in_progress) << started.message();
+  {
+    // The same with bytes to send first: the send finds the connection still being made.
+    tcp::socket also_waiting(io_);
+    size_t sent = 99;
+    EXPECT_EQ(startConnect(io_, also_waiting, acceptor.local_endpoint(), "GET", sent),
+              asio::error::in_progress);
+    EXPECT_EQ(sent, 0u);
+  }
   std::optional<boost::system::error_code> result;
   asio::co_spawn(
       io_, [&]() -> asio::awaitable<void> { result = co_await awaitConnected(waiting); },
