@@ -4,6 +4,8 @@
 // nothing. Not thread-safe: a transport lives on its worker's thread.
 #pragma once
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -101,6 +103,11 @@ class PlainTransport {
       if (ec) return true;  // end of stream, or a reset
     }
     return false;
+  }
+  // Setting TCP_NODELAY flushes what MSG_MORE held back (tcp(7)); it is already on.
+  void push() {
+    const int on = 1;
+    ::setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
   }
   // Sends FIN once what was written has gone; the stream can still be read.
   void shutdownSend() {

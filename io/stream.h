@@ -8,6 +8,7 @@
 //   readSome(buffer, ec)             non-blocking; would_block when nothing is there, eof at end
 //   writeSome(parts, ec, more)       non-blocking; several parts go out together where they can;
 //                                    `more`: the stream closes right after
+//   push()                           sends at once what a `more` write left for the close
 //   cancel(), close(), shutdownSend(), mayHaveUnread(), peerEnded(scratch), socket()
 // A read reports the source exhausted only when neither the kernel nor the transport holds
 // bytes (a TLS record partly handed out is still "readable"): the next read then waits for
@@ -89,6 +90,10 @@ class Stream {
     visit([](auto& t) { t.close(); });
   }
   bool isOpen() { return socket().is_open(); }
+  // A write with `more` whose stream is not closed after all: what it left for the FIN goes now.
+  void push() {
+    visit([](auto& t) { t.push(); });
+  }
   // Sends the end of the stream once what was written has gone; the stream can still be read.
   void shutdownSend() {
     visit([](auto& t) { t.shutdownSend(); });

@@ -108,6 +108,7 @@ class TlsTransport {
   // releases the descriptor.
   void close();
   void shutdownSend();
+  void push() {}  // writes never hold bytes back (`more` is not used over TLS)
   bool mayHaveUnread();
   bool peerEnded(boost::asio::mutable_buffer scratch);
   Socket& socket() { return socket_; }

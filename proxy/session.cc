@@ -375,14 +375,14 @@ void Session::consume(int f, const uint8_t* data, size_t size) {
     const LegState& client = leg_state_[kClient];
     bool last = f == kUpstream && flow.mode == Mode::kDone && client.close_received &&
                 client.close_queued && !flows_[kUpstream].inject;
-    // The client's close, when the client is already gone and the backend has sent nothing
-    // more: maybeFinish closes the backend's leg right after it, so its FIN goes out with it.
-    // Should backend bytes land in the microseconds between, maybeFinish keeps the leg open
-    // instead (closing would reset it and lose the close), and the kernel sends what MSG_MORE
-    // held back on its next push or, at the latest, when its probe timer fires (RTO, >= 200 ms).
+    // The client's close, when the client is already gone: maybeFinish closes the backend's
+    // leg right after it, so its FIN goes out with it. Unless the backend has sent bytes nobody
+    // read (closing would then reset the leg and lose the close): maybeFinish finds them, keeps
+    // the leg open and pushes the close out at once.
     if (f == kClient && flow.mode == Mode::kDone && client.close_received && !flow.inject &&
         !leg_state_[kUpstream].close_received && clientGoneAfterClose()) {
-      last = !legs_[kUpstream].mayHaveUnread();
+      last = true;
+      leg_state_[kUpstream].held_back = true;
     }
     emit(f, {parts.data(), count}, last);
   }
@@ -629,15 +629,18 @@ void Session::maybeFinish() {
     const Flow& into = flows_[1 - leg];
     all_done = false;
     if (!state.close_queued || into.pending_size != 0 || into.inject) continue;
-    if (leg == kUpstream && !state.close_received && leg_state_[kClient].lost &&
-        !legs_[kUpstream].mayHaveUnread()) {
-      // The client is gone and the backend has its close: whatever the backend answers has
-      // nowhere to go. The leg closes right behind that close, as a tunnel would, in the same
-      // wake-up; the backend's reply then meets a closed socket, whose reset ends the
-      // connection on both sides without a TIME_WAIT on the gateway's port.
-      state.lost = true;
-      closeLeg(leg);
-      continue;
+    if (leg == kUpstream && !state.close_received && leg_state_[kClient].lost) {
+      if (!legs_[kUpstream].mayHaveUnread()) {
+        // The client is gone and the backend has its close: whatever the backend answers has
+        // nowhere to go. The leg closes right behind that close, as a tunnel would, in the same
+        // wake-up; the backend's reply then meets a closed socket, whose reset ends the
+        // connection on both sides without a TIME_WAIT on the gateway's port.
+        state.lost = true;
+        closeLeg(leg);
+        continue;
+      }
+      // The leg stays open for its closing handshake: the close must not wait for a FIN.
+      if (std::exchange(state.held_back, false)) legs_[kUpstream].push();
     }
     if (!state.close_received) continue;
     if (leg == kUpstream && !state.eof) {

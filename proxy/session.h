@@ -182,6 +182,7 @@ class Session final : public std::enable_shared_from_this<Session>,
     bool close_queued = false;    // a close toward the leg was forwarded or queued
     bool lost = false;            // the leg's connection ended or failed
     bool eof = false;             // the leg's peer closed its side of the connection
+    bool held_back = false;       // the last write to it left its tail for a FIN (`more`)
     LegFilters* lx = nullptr;  // only with message filters: see LegFilters
   };
 

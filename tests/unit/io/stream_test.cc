@@ -201,5 +201,25 @@ TEST(StreamTest, AStreamClosedAfterSmallRoundTripsSendsAFin) {
   EXPECT_EQ(howTheStreamEnds(pair.writer), "fin");
 }
 
+// A write meant to share its segment with the FIN (`more`) stays in the kernel until the
+// close; when the stream stays open after all, push() sends it at once.
+TEST(StreamTest, PushSendsWhatAWriteForTheFinHeldBack) {
+  boost::asio::io_context io;
+  TcpPair pair;
+  Stream stream(boost::asio::ip::tcp::socket(io, boost::asio::ip::tcp::v4(), pair.writer));
+  pair.writer = -1;
+  boost::system::error_code ec;
+  const std::array<boost::asio::const_buffer, 1> close{boost::asio::buffer("\x88\x02\x03\xe8", 4)};
+  ASSERT_EQ(stream.writeSome(close, ec, /*more=*/true), 4u);
+  ASSERT_FALSE(ec);
+  std::array<char, 16> got{};
+  pollfd p{pair.reader, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 100), 0) << "the bytes were not held back for the FIN";
+  stream.push();
+  ASSERT_EQ(::poll(&p, 1, 100), 1) << "push() did not send what was held back";
+  EXPECT_EQ(::recv(pair.reader, got.data(), got.size(), MSG_DONTWAIT), 4);
+  EXPECT_TRUE(stream.isOpen());
+}
+
 }  // namespace
 }  // namespace wsgate::gateway
