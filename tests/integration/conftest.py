@@ -226,6 +226,19 @@ def accept_for(key):
     return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
 
 
+async def answer_upgrade(reader, writer):
+    """For a hand-made backend: reads the gateway's upgrade request and answers it with a
+    valid 101; returns the request's head."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key:"))
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key)
+                 + b"\r\n\r\n")
+    await writer.drain()
+    return head
+
+
 class Backends:
     """python3-websockets servers (and raw asyncio TCP servers) on one background loop, all on
     127.0.0.1 with kernel-picked ports. Each returns (port, record); `record` is a dict the

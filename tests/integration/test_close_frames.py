@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import accept_for, app_config
+from conftest import answer_upgrade, app_config
 from wsproto import CLOSE, TEXT, RawClient, close_payload, encode_frame
 
 CLOSE_TIMEOUT = 5  # route.close_timeout's default: the wait these tests must never see
@@ -69,12 +69,7 @@ def slow_closing_backend(backends, delay, watch_end=False):
     got (unmasked) and, with `watch_end`, counts the connections that ended (end of stream)
     before it answered."""
     async def respond(reader, writer, record):
-        head = await reader.readuntil(b"\r\n\r\n")
-        key = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key:")][0]
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key) +
-                     b"\r\n\r\n")
+        await answer_upgrade(reader, writer)
         while True:
             b0, b1 = await asyncio.wait_for(reader.readexactly(2), 10)
             n = b1 & 0x7F

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from conftest import WSGATE, accept_for, app_config, wait_for
+from conftest import WSGATE, answer_upgrade, app_config, wait_for
 from test_node_backend import NodeBackend
 from wsproto import (BINARY, CLOSE, PING, PONG, TEXT, RawClient, close_payload, encode_frame,
                      parse_close, parse_frames)
@@ -20,13 +20,7 @@ def answering_backend(backends, record_frames=True):
     """A hand-made backend: completes the upgrade, answers pings with pongs of the same payload,
     echoes data frames, records every frame it gets (opcode, payload) and answers a close."""
     async def respond(reader, writer, record):
-        head = await reader.readuntil(b"\r\n\r\n")
-        key = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key:")][0]
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key) +
-                     b"\r\n\r\n")
-        await writer.drain()
+        await answer_upgrade(reader, writer)
         record.setdefault("frames", [])
         data, handled = b"", 0
         while True:

@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 
-from conftest import accept_for, app_config, wait_for
+from conftest import accept_for, answer_upgrade, app_config, wait_for
 from wsproto import CLOSE, RawClient, close_payload, encode_frame, parse_frames, parse_close
 
 # struct tcp_info (linux/tcp.h): tcpi_segs_in follows tcpi_segs_out at byte 136.
@@ -68,13 +68,7 @@ def test_close_that_ends_the_client_handshake_carries_the_fin(start_gateway, bac
 
 def test_close_from_a_client_gone_carries_the_fin_to_the_backend(start_gateway, backends):
     async def respond(reader, writer, record):
-        head = await reader.readuntil(b"\r\n\r\n")
-        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"sec-websocket-key:"))
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key)
-                     + b"\r\n\r\n")
-        await writer.drain()
+        await answer_upgrade(reader, writer)
         sock = writer.get_extra_info("socket")
         await asyncio.sleep(0.1)  # the gateway's ACK of the 101, if it goes out on its own
         before = segments_received(sock)
@@ -113,12 +107,7 @@ def test_close_from_a_client_gone_reaches_a_backend_whose_bytes_were_unread(
     and fell silent, so no segment of its would push a held close out): the close must still
     reach the backend at once, whether the leg is closed behind it or kept open."""
     async def respond(reader, writer, record):
-        head = await reader.readuntil(b"\r\n\r\n")
-        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"sec-websocket-key:"))
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key)
-                     + b"\r\n\r\n")
+        await answer_upgrade(reader, writer)
         me = record["connections"]
         chunk = encode_frame(0x2, b"x" * 16384, mask=False)
         for _ in range(2000):  # at most 32 MiB, until the gateway has stopped reading
