@@ -79,7 +79,7 @@ HttpRejection bad(unsigned status, std::string reason, std::string metric) {
 
 }  // namespace
 
-void prepareRefusalForClient(http::response<http::string_body>& response) {
+void prepareRefusalForClient(HttpResponse& response) {
   response.keep_alive(false);
   response.erase(http::field::upgrade);
   std::string codings;  // the parser took the chunked coding off the body, not the others
@@ -398,9 +398,8 @@ std::string computeAccept(std::string_view key) {
   return writeAccept(key, accept) ? std::string(accept.data(), kAcceptSize) : std::string();
 }
 
-http::response<http::string_body> makeErrorResponse(unsigned status, std::string_view reason,
-                                                     unsigned http_version) {
-  http::response<http::string_body> response(static_cast<http::status>(status), http_version);
+HttpResponse makeErrorResponse(unsigned status, std::string_view reason, unsigned http_version) {
+  HttpResponse response(static_cast<http::status>(status), http_version);
   response.set(http::field::server, "wsgate");
   response.set(http::field::content_type, "text/plain; charset=utf-8");
   // Explicit even for HTTP/1.0, where keep_alive(false) would send no Connection header at all.

@@ -79,10 +79,10 @@ bool tokenListContains(std::string_view list, std::string_view token);
 // Readies a backend's refusal, read whole by Beast's parser, to go back to the client: no
 // keep-alive, no Upgrade, and its length, unless a coding other than chunked stays on the body
 // (then that coding and no length: the body ends at the close, RFC 9112 §6.2, §6.3).
-void prepareRefusalForClient(http::response<http::string_body>& response);
+void prepareRefusalForClient(HttpResponse& response);
 
 // Builds a complete error response (status line, `Connection: close`, text body of `reason`).
-http::response<http::string_body> makeErrorResponse(unsigned status, std::string_view reason,
-                                                     unsigned http_version = 11);
+HttpResponse makeErrorResponse(unsigned status, std::string_view reason,
+                               unsigned http_version = 11);
 
 }  // namespace wsgate::gateway

@@ -37,8 +37,8 @@ std::string headBytes(const RequestHead& request) {
   return head.finish();
 }
 
-std::string headBytes(const ResponseHead& response) {
-  HeadWriter head;
+std::string headBytes(const ResponseHead& response, std::string storage) {
+  HeadWriter head(std::move(storage));
   head.statusLine(response.version(), response.result_int(), response.reason());
   for (const auto& field : response) head.field(field.name_string(), field.value());
   return head.finish();

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstddef>
+#include <memory_resource>
 #include <span>
+#include <tuple>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -38,6 +41,9 @@ constexpr size_t kMaxUpstreamBody = 64 * 1024;  // a refusal page passed back to
 constexpr auto kResponseWriteTimeout = std::chrono::seconds(5);
 constexpr auto kLingerTimeout = std::chrono::seconds(2);
 constexpr size_t kLingerBytes = 256 * 1024;
+// Room for the fields of both heads of a usual handshake, a browser's included; more spills to
+// the heap.
+constexpr size_t kHeadMemory = 2048;
 
 // Writes what the socket takes at once (a head on a fresh connection nearly always fits), so
 // the usual case needs no asynchronous write and no deadline; returns the bytes written, with
@@ -57,7 +63,7 @@ size_t writeNow(Stream& stream, std::string_view bytes, error_code& ec) {
 // Returns a parse error; a read that finds nothing, or fails, is left to the asynchronous read
 // that follows.
 error_code parseHeadNow(Stream& stream, std::span<uint8_t> scratch, beast::flat_buffer& buffer,
-                        http::request_parser<http::empty_body>& parser) {
+                        RequestParser& parser) {
   error_code ec;
   const size_t limit = std::min({buffer.max_size(), kFirstHeadRead, scratch.size()});
   const size_t n = stream.readSome(asio::buffer(scratch.data(), limit), ec);
@@ -141,11 +147,23 @@ class Handshake {
   // A handshake filter refused: counted under the filter's name and label, answered.
   asio::awaitable<void> refuse(const config::Route& route, const filters::FilterFactory& factory,
                                const filters::HandshakeRejection& rejection);
-  asio::awaitable<void> send(http::response<http::string_body> response);
+  asio::awaitable<void> send(HttpResponse response);
   asio::awaitable<void> passBackRefusal(Stream& upstream, beast::flat_buffer& buffer,
-                                        http::response_parser<http::string_body>& parser,
+                                        ResponseParser& parser,
                                         const config::Cluster& cluster);
 
+  // A parser whose fields land in head_memory_.
+  template <class Parser>
+  Parser makeParser() {
+    return Parser(std::piecewise_construct, std::make_tuple(),
+                  std::make_tuple(HeadAllocator<char>(&head_memory_)));
+  }
+
+  // Both heads' fields, freed at once with the handshake (head_fields.h). Declared first, so
+  // that it outlives whatever holds a head.
+  std::array<std::byte, kHeadMemory> head_block_;
+  std::pmr::monotonic_buffer_resource head_memory_{head_block_.data(), head_block_.size(),
+                                                   std::pmr::new_delete_resource()};
   WorkerContext& worker_;
   std::shared_ptr<const RoutingTable> table_;
   const config::Listener& listener_;
@@ -195,7 +213,7 @@ asio::awaitable<void> Handshake::run() {
   }
   // 1. Request head, bounded in bytes and time.
   beast::flat_buffer buffer(listener_.max_request_bytes);
-  http::request_parser<http::empty_body> parser;
+  RequestParser parser = makeParser<RequestParser>();
   parser.header_limit(listener_.max_request_bytes);
   error_code read_ec = parseHeadNow(client_, worker_.read_buffer, buffer, parser);
   if (!read_ec && !parser.is_header_done()) {
@@ -263,7 +281,7 @@ asio::awaitable<void> Handshake::run() {
         return static_cast<const filters::FilterFactory*>(s.built.get())->readsPayload();
       });
   if (plain_payloads) upgrade.extension_names.clear();
-  const std::string forwarded =
+  std::string forwarded =
       upstreamRequestHead(request, client_ip_, schemeOf(client_),
                           {route->client_cert_header, identity_}, plain_payloads);
   const config::Cluster* cluster = table_->config()->findCluster(route->cluster);
@@ -282,7 +300,7 @@ asio::awaitable<void> Handshake::run() {
   }
   Stream& upstream = *connection.stream;
   beast::flat_buffer upstream_buffer(kMaxUpstreamHead + kMaxUpstreamBody);
-  http::response_parser<http::string_body> response_parser;
+  ResponseParser response_parser = makeParser<ResponseParser>();
   response_parser.header_limit(kMaxUpstreamHead);
   response_parser.body_limit(kMaxUpstreamBody);
   // One deadline for the whole exchange: the backend must answer within response_timeout.
@@ -362,7 +380,8 @@ asio::awaitable<void> Handshake::run() {
   }
 
   // 6. Answer the client with the backend's 101, then relay.
-  const std::string switching = headBytes(response_parser.get().base());
+  // Written where the forwarded request was: it has gone out whole.
+  const std::string switching = headBytes(response_parser.get().base(), std::move(forwarded));
   answered_ = true;
   error_code answer_ec;
   const size_t answered = writeNow(client_, switching, answer_ec);
@@ -412,7 +431,7 @@ asio::awaitable<void> Handshake::refuse(const config::Route& route,
                   rejection.retry_after_seconds);
 }
 
-asio::awaitable<void> Handshake::send(http::response<http::string_body> response) {
+asio::awaitable<void> Handshake::send(HttpResponse response) {
   answered_ = true;
   deadline_.arm(kResponseWriteTimeout, [this] { client_.cancel(); });
   auto [write_ec, written] = co_await http::async_write(client_, response, kToken);
@@ -454,7 +473,7 @@ asio::awaitable<void> Handshake::fail(std::exception_ptr error) {
 }
 
 asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_buffer& buffer,
-                                                 http::response_parser<http::string_body>& parser,
+                                                 ResponseParser& parser,
                                                  const config::Cluster& cluster) {
   // No tunnel: the backend's answer goes back whole and the connection ends.
   record_.setOutcome(outcome::kUpstreamDeclined);
@@ -467,7 +486,7 @@ asio::awaitable<void> Handshake::passBackRefusal(Stream& upstream, beast::flat_b
     co_return co_await reject(502, "upstream answered the upgrade with a broken response",
                               "upstream_bad_handshake");
   }
-  http::response<http::string_body> response = parser.release();
+  HttpResponse response = parser.release();
   spdlog::debug("upstream declined the upgrade from {} with {}", client_ip_, response.result_int());
   prepareRefusalForClient(response);
   co_await send(std::move(response));

@@ -146,7 +146,7 @@ const Setup& setup() {
 // filters::HandshakeRequest over a parsed head.
 class HeadView final : public filters::HandshakeRequest {
  public:
-  HeadView(const http::request_header<>& request, std::string_view route)
+  HeadView(const RequestHead& request, std::string_view route)
       : request_(request), route_(route) {}
   std::optional<std::string_view> header(std::string_view name) const override {
     auto it = request_.find(name);
@@ -160,7 +160,7 @@ class HeadView final : public filters::HandshakeRequest {
   std::string_view clientCertificate() const override { return {}; }
 
  private:
-  const http::request_header<>& request_;
+  const RequestHead& request_;
   std::string_view route_;
 };
 
@@ -215,29 +215,29 @@ void checkRejection(const HttpRejection& r) {
   std::ostringstream wire;
   wire << response;
   const std::string bytes = wire.str();
-  http::response_parser<http::string_body> parser;
+  ResponseParser parser;
   FUZZ_CHECK(parseWhole(parser, bytes));
   FUZZ_CHECK(parser.get().result_int() == r.status);
   FUZZ_CHECK(!parser.get().keep_alive());
 }
 
 // Parses a whole head (as a backend would the forwarded request); returns false on error.
-bool parseRequestHead(const std::string& bytes, http::request_parser<http::empty_body>& parser) {
+bool parseRequestHead(const std::string& bytes, RequestParser& parser) {
   parser.header_limit(static_cast<uint32_t>(bytes.size()) + 1);
   error_code ec;
   const size_t used = parser.put(asio::buffer(bytes), ec);
   return !ec && parser.is_header_done() && used == bytes.size();
 }
 
-void checkForwarded(const http::request_header<>& request, const ClientUpgrade& upgrade) {
+void checkForwarded(const RequestHead& request, const ClientUpgrade& upgrade) {
   const std::string client_ip = "192.0.2.1";
   const std::string forwarded = upstreamRequestHead(request, client_ip, "http");
   // The same request built as a header object, written out, gives the same bytes.
   FUZZ_CHECK(headBytes(makeUpstreamRequest(request, client_ip, "http")) == forwarded);
 
-  http::request_parser<http::empty_body> parser;
+  RequestParser parser;
   FUZZ_CHECK(parseRequestHead(forwarded, parser));
-  const http::request_header<>& out = parser.get().base();
+  const RequestHead& out = parser.get().base();
   FUZZ_CHECK(out.method() == http::verb::get);
   FUZZ_CHECK(out.target() == request.target());
   FUZZ_CHECK(out.version() == 11);
@@ -287,7 +287,7 @@ void checkForwarded(const http::request_header<>& request, const ClientUpgrade& 
   FUZZ_CHECK(connection == 1 && upgrade_fields == 1 && xff == 1 && xfp == 1);
 
   // Host and Sec-WebSocket-* pass through unchanged and in order.
-  auto kept = [](const http::request_header<>& h) {
+  auto kept = [](const RequestHead& h) {
     std::vector<std::pair<std::string, std::string>> v;
     for (const auto& f : h) {
       if (iequals(f.name_string(), "host") || startsWithIgnoreCase(f.name_string(), "sec-websocket-")) {
@@ -307,7 +307,7 @@ void checkForwarded(const http::request_header<>& request, const ClientUpgrade& 
   FUZZ_CHECK(u.extension_names == upgrade.extension_names);
 }
 
-void checkRouteAndOrigin(const http::request_header<>& request) {
+void checkRouteAndOrigin(const RequestHead& request) {
   const Setup& s = setup();
   auto host = request.find(http::field::host);
   const std::string_view host_value = host == request.end() ? "" : host->value();
@@ -346,7 +346,7 @@ void checkUpstreamAnswer(std::span<const uint8_t> bytes, std::span<const uint8_t
                          const ClientUpgrade& upgrade, bool fix_accept) {
   ChunkedStream upstream(bytes, sizes);
   beast::flat_buffer buffer(kMaxUpstreamHead + kMaxUpstreamBody);
-  http::response_parser<http::string_body> parser;
+  ResponseParser parser;
   parser.header_limit(kMaxUpstreamHead);
   parser.body_limit(kMaxUpstreamBody);
   error_code ec;
@@ -356,7 +356,7 @@ void checkUpstreamAnswer(std::span<const uint8_t> bytes, std::span<const uint8_t
     // The refusal goes back to the client whole, as one response that ends the connection.
     http::read(upstream, buffer, parser, ec);
     if (ec && ec != http::error::end_of_stream) return;  // 502
-    http::response<http::string_body> response = parser.release();
+    HttpResponse response = parser.release();
     prepareRefusalForClient(response);  // as passBackRefusal does
     if (response.find(http::field::transfer_encoding) != response.end()) {
       // A coding stays on the body: close-delimited, never a length beside it (RFC 9112 §6.2).
@@ -366,7 +366,7 @@ void checkUpstreamAnswer(std::span<const uint8_t> bytes, std::span<const uint8_t
     std::ostringstream wire;
     wire << response;
     const std::string out = wire.str();
-    http::response_parser<http::string_body> client;
+    ResponseParser client;
     client.body_limit(out.size());
     client.header_limit(static_cast<uint32_t>(out.size()) + 1);
     FUZZ_CHECK(parseWhole(client, out));
@@ -374,7 +374,7 @@ void checkUpstreamAnswer(std::span<const uint8_t> bytes, std::span<const uint8_t
     FUZZ_CHECK(client.get().find(http::field::upgrade) == client.get().end());
     return;
   }
-  http::response_header<> head = parser.get().base();
+  ResponseHead head = parser.get().base();
   if (fix_accept) head.set(http::field::sec_websocket_accept, computeAccept(upgrade.key));
   auto agreed = validateUpstreamResponse(head, upgrade);
   if (auto* bad = std::get_if<HttpRejection>(&agreed)) {
@@ -424,7 +424,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // 1. Request head, bounded in bytes (Handshake::run and parseHeadNow).
   ChunkedStream client(input, sizes);
   beast::flat_buffer buffer(max_request_bytes);
-  http::request_parser<http::empty_body> parser;
+  RequestParser parser;
   parser.header_limit(max_request_bytes);
   error_code read_ec;
   {
@@ -445,7 +445,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (read_ec) return 0;  // 400
   FUZZ_CHECK(parser.is_header_done());
-  const http::request_header<>& request = parser.get().base();
+  const RequestHead& request = parser.get().base();
   if (static_cast<size_t>(std::distance(request.begin(), request.end())) > max_request_headers) {
     return 0;  // 431
   }

@@ -13,8 +13,8 @@
 namespace wsgate::gateway {
 namespace {
 
-http::request_header<> validRequest() {
-  http::request_header<> r;
+RequestHead validRequest() {
+  RequestHead r;
   r.method(http::verb::get);
   r.target("/chat");
   r.version(11);
@@ -26,7 +26,7 @@ http::request_header<> validRequest() {
   return r;
 }
 
-HttpRejection rejection(const http::request_header<>& r) {
+HttpRejection rejection(const RequestHead& r) {
   auto result = validateUpgradeRequest(r);
   EXPECT_TRUE(std::holds_alternative<HttpRejection>(result));
   return std::holds_alternative<HttpRejection>(result) ? std::get<HttpRejection>(result)
@@ -34,7 +34,7 @@ HttpRejection rejection(const http::request_header<>& r) {
 }
 
 // The upgrade `r` is accepted as; a failure names the rejection's reason.
-ClientUpgrade accepted(const http::request_header<>& r) {
+ClientUpgrade accepted(const RequestHead& r) {
   auto result = validateUpgradeRequest(r);
   if (auto* bad = std::get_if<HttpRejection>(&result)) {
     ADD_FAILURE() << "rejected: " << bad->reason;
@@ -60,7 +60,7 @@ TEST(ValidateUpgradeRequest, AcceptsTokenListsAndAnyCase) {
 
 TEST(ValidateUpgradeRequest, RejectsEachMissingOrInvalidPiece) {
   struct Case {
-    std::function<void(http::request_header<>&)> change;
+    std::function<void(RequestHead&)> change;
     unsigned status;
     std::string metric;
   };
@@ -111,8 +111,8 @@ TEST(ValidateUpgradeRequest, AcceptsZeroContentLength) {
 }
 
 // As the gateway sees it: a head parsed off the wire, header names in any case.
-http::request_header<> parse(std::string_view raw) {
-  http::request_parser<http::empty_body> parser;
+RequestHead parse(std::string_view raw) {
+  RequestParser parser;
   boost::system::error_code ec;
   parser.put(boost::asio::buffer(raw.data(), raw.size()), ec);
   EXPECT_FALSE(ec) << ec.message();
@@ -280,8 +280,8 @@ TEST(MakeUpstreamRequest, DropsProxyHeadersAndTrailersButKeepsHandshakeFields) {
 
 class UpstreamResponse : public ::testing::Test {
  protected:
-  http::response_header<> good() {
-    http::response_header<> r;
+  ResponseHead good() {
+    ResponseHead r;
     r.result(http::status::switching_protocols);
     r.version(11);
     r.set(http::field::upgrade, "websocket");
@@ -291,7 +291,7 @@ class UpstreamResponse : public ::testing::Test {
   }
   ClientUpgrade client{"dGhlIHNhbXBsZSBub25jZQ==", {"chat.v1"}, {"permessage-deflate"}};
 
-  std::string failure(const http::response_header<>& r) {
+  std::string failure(const ResponseHead& r) {
     auto result = validateUpstreamResponse(r, client);
     if (!std::holds_alternative<HttpRejection>(result)) return "(accepted)";
     EXPECT_EQ(std::get<HttpRejection>(result).status, 502u);
@@ -464,7 +464,7 @@ TEST(UpstreamRequestHead, HonoursEveryTokenOfALongConnectionHeader) {
 }
 
 // The client's request with its own claims under the identity header's name, in two cases.
-http::request_header<> forgedIdentity() {
+RequestHead forgedIdentity() {
   return parse(
       "GET /chat HTTP/1.1\r\n"
       "Host: chat.example.com\r\n"

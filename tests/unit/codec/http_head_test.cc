@@ -20,7 +20,7 @@ std::string beastBytes(const Header& header) {
 }
 
 TEST(HttpHeadTest, RequestHeadIsWhatBeastWouldWrite) {
-  http::request_header<> request;
+  RequestHead request;
   request.method(http::verb::get);
   request.target("/chat?room=1");
   request.version(11);
@@ -36,7 +36,7 @@ TEST(HttpHeadTest, RequestHeadIsWhatBeastWouldWrite) {
 }
 
 TEST(HttpHeadTest, ResponseHeadKeepsTheBackendsReason) {
-  http::response_header<> response;
+  ResponseHead response;
   response.result(http::status::switching_protocols);
   response.reason("Let's Go");
   response.version(11);
@@ -48,11 +48,23 @@ TEST(HttpHeadTest, ResponseHeadKeepsTheBackendsReason) {
 }
 
 TEST(HttpHeadTest, ResponseWithoutReasonGetsTheStandardOne) {
-  http::response_header<> response;
+  ResponseHead response;
   response.result(http::status::switching_protocols);
   response.version(11);
   EXPECT_EQ(headBytes(response), "HTTP/1.1 101 Switching Protocols\r\n\r\n");
   EXPECT_EQ(headBytes(response), beastBytes(response));
+}
+
+TEST(HttpHeadTest, ResponseHeadIsWrittenIntoTheStorageItIsGiven) {
+  ResponseHead response;
+  response.result(http::status::switching_protocols);
+  response.version(11);
+  response.set(http::field::upgrade, "websocket");
+  std::string storage(600, 'x');  // a head already sent: its bytes must not show
+  const char* memory = storage.data();
+  const std::string head = headBytes(response, std::move(storage));
+  EXPECT_EQ(head, beastBytes(response));
+  EXPECT_EQ(head.data(), memory);
 }
 
 }  // namespace
