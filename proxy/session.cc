@@ -58,10 +58,12 @@ Session::Session(WorkerContext& worker, Stream client, Stream upstream, SessionS
 Session::~Session() {
   if (worker_.live) worker_.live->gone(*this);
   for (Flow& flow : flows_) returnLent(flow);
-  const auto lived = Clock::now() - started_;
-  spdlog::debug("session ended: route={} client={} duration={}ms", setup_.route->name,
-                setup_.client_address,
-                std::chrono::duration_cast<std::chrono::milliseconds>(lived).count());
+  if (spdlog::should_log(spdlog::level::debug)) {  // spares a clock read otherwise
+    const auto lived = Clock::now() - started_;
+    spdlog::debug("session ended: route={} client={} duration={}ms", setup_.route->name,
+                  setup_.client_address,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(lived).count());
+  }
 }
 
 void Session::start(std::span<const uint8_t> client_early,

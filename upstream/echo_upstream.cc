@@ -50,10 +50,9 @@ asio::awaitable<UpstreamConnection> EchoUpstream::connect(std::string_view /*fir
   boost::system::error_code ec;
   asio::local::connect_pair(gateway_end, echo_end, ec);
   if (ec) {
-    result.error = "socketpair: " + ec.message();
     if (auto admitted = connect_failures_log_.admit()) {
-      spdlog::warn("cluster {}: cannot open the in-process echo: {}{}", cluster_, result.error,
-                   admitted->suffix());
+      spdlog::warn("cluster {}: cannot open the in-process echo: socketpair: {}{}", cluster_,
+                   ec.message(), admitted->suffix());
     }
     co_return result;
   }

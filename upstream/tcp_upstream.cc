@@ -67,14 +67,17 @@ asio::awaitable<UpstreamConnection> TcpUpstream::connect(std::string_view first_
       }
       continue;  // counted and logged by handshake()
     }
-    result.error = timed_out ? "connect timed out" : ec.message();
     failures_.add(1);
-    if (auto admitted = connect_failures_log_.admit()) {
-      spdlog::warn("cluster {}: connect to {} failed: {}{}", cluster_.name, result.endpoint,
-                   result.error, admitted->suffix());
-    }
+    attemptFailed(result.endpoint, timed_out ? "connect timed out" : ec.message());
   }
   co_return result;
+}
+
+void TcpUpstream::attemptFailed(std::string_view endpoint, std::string_view why) {
+  if (auto admitted = connect_failures_log_.admit()) {
+    spdlog::warn("cluster {}: connect to {} failed: {}{}", cluster_.name, endpoint, why,
+                 admitted->suffix());
+  }
 }
 
 asio::awaitable<std::optional<Stream>> TcpUpstream::handshake(tcp::socket socket,
@@ -83,6 +86,7 @@ asio::awaitable<std::optional<Stream>> TcpUpstream::handshake(tcp::socket socket
                                                              UpstreamConnection& result) {
   SslPtr ssl = tls_->newSession(host);
   std::string_view reason = "other";
+  std::string error = "TLS session could not be created";
   if (ssl) {
     Stream stream(TlsTransport(std::move(socket), std::move(ssl)));
     deadline.retarget([&stream] { stream.cancel(); });
@@ -95,22 +99,17 @@ asio::awaitable<std::optional<Stream>> TcpUpstream::handshake(tcp::socket socket
     if (reason != "timeout" && reason != "verify_failed" && reason != "closed") {
       reason = "handshake_failed";
     }
-    result.error = result.timed_out ? std::string("TLS handshake timed out")
-                                    : "TLS handshake failed: " + ec.message();
+    error = result.timed_out ? std::string("TLS handshake timed out")
+                             : "TLS handshake failed: " + ec.message();
     if (!result.timed_out && reason == "verify_failed") {
       const long verify = SSL_get_verify_result(stream.tls());
-      result.error += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+      error += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
     }
     stream.close();
-  } else {
-    result.error = "TLS session could not be created";
   }
   result.tls_failed = true;
   worker_.stats.cell(Metric::kUpstreamTlsFailures, {cluster_.name, reason}).add(1);
-  if (auto admitted = connect_failures_log_.admit()) {
-    spdlog::warn("cluster {}: connect to {} failed: {}{}", cluster_.name, result.endpoint,
-                 result.error, admitted->suffix());
-  }
+  attemptFailed(result.endpoint, error);
   co_return std::nullopt;
 }
 

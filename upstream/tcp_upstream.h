@@ -28,11 +28,14 @@ class TcpUpstream final : public Upstream {
 
  private:
   // The TLS handshake on a connected socket, bounded by the attempt's `deadline` (armed); on
-  // failure counts it, logs it and says why in `result`.
+  // failure counts it, logs it and sets `result`'s flags.
   boost::asio::awaitable<std::optional<Stream>> handshake(boost::asio::ip::tcp::socket socket,
                                                           std::string_view host,
                                                           Deadline& deadline,
                                                           UpstreamConnection& result);
+
+  // Counts a failed attempt and logs `why` (folded).
+  void attemptFailed(std::string_view endpoint, std::string_view why);
 
   WorkerContext& worker_;
   const config::Cluster& cluster_;

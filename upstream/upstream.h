@@ -14,13 +14,15 @@
 
 namespace wsgate::gateway {
 
+// Why an attempt failed is logged where it failed (folded per cluster), not carried here: this
+// lives twice in connect()'s coroutine frame, which glibc serves from its per-thread cache only
+// while it stays small.
 struct UpstreamConnection {
   std::optional<Stream> stream;  // set on success
   bool timed_out = false;        // failure: the last attempt ran out of connect_timeout
   bool tls_failed = false;       // failure: the last attempt's TLS handshake failed
   std::string_view endpoint;     // the endpoint used (or last tried), for logs; lives as long
                                  // as the Upstream
-  std::string error;             // failure: why
   size_t sent = 0;               // success: bytes of connect()'s `first_bytes` already sent
 };
 
