@@ -6,8 +6,9 @@ JOBS ?= $(shell nproc)
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS ?= 2
+PGO_DIR ?= build-pgo
 
-.PHONY: all deps test-deps build run test test-sanitize fuzz bench check-config clean
+.PHONY: all deps test-deps build build-pgo run test test-sanitize fuzz bench check-config clean
 
 all: build
 
@@ -22,6 +23,12 @@ $(BUILD_DIR)/build.ninja:
 
 build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Opt-in: a profile-guided build in PGO_DIR, trained on loopback by the bench's load generator
+# (scripts/pgo-build.sh). `make bench BUILD_DIR=$(PGO_DIR)` measures it.
+build-pgo: deps
+	@scripts/install-deps.sh pgo
+	JOBS=$(JOBS) scripts/pgo-build.sh $(PGO_DIR)
 
 run: build
 	@scripts/run.sh $(BUILD_DIR)/wsgate $(CONFIG)
@@ -57,4 +64,4 @@ check-config: build
 	@for f in config/examples/*.yaml; do $(BUILD_DIR)/wsgate --config $$f --check || exit 1; done
 
 clean:
-	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR) $(PGO_DIR)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from the archive of the Debian release it runs on (12 bookworm or 13 trixie), whatever
 # of wsgate's build, test or bench dependencies is missing.
-# Usage: scripts/install-deps.sh [build|test|bench|fuzz]... (default: build test).
+# Usage: scripts/install-deps.sh [build|test|bench|pgo|fuzz]... (default: build test).
 set -euo pipefail
 
 # The few names that differ between releases. Boost is pinned to the version whose Asio internals
@@ -38,6 +38,7 @@ test_pkgs=(
 )
 bench_pkgs=(nginx haproxy nlohmann-json3-dev openssl)  # openssl: the wss scenarios' certificate
 fuzz_pkgs=(clang "$clang_rt")  # libFuzzer (`make fuzz`)
+pgo_pkgs=(nlohmann-json3-dev)  # the bench's load generator, which trains `make build-pgo`
 
 groups=("$@")
 [[ ${#groups[@]} -gt 0 ]] || groups=(build test)
@@ -47,8 +48,9 @@ for group in "${groups[@]}"; do
     build) wanted+=("${build_pkgs[@]}") ;;
     test) wanted+=("${test_pkgs[@]}") ;;
     bench) wanted+=("${bench_pkgs[@]}") ;;
+    pgo) wanted+=("${pgo_pkgs[@]}") ;;
     fuzz) wanted+=("${fuzz_pkgs[@]}") ;;
-    *) echo "install-deps: unknown group '$group' (build, test, bench, fuzz)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown group '$group' (build, test, bench, pgo, fuzz)" >&2; exit 2 ;;
   esac
 done
 
