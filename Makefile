@@ -6,9 +6,11 @@ JOBS ?= $(shell nproc)
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS ?= 2
-PGO_DIR ?= build-pgo
+# on: profile-guided builds (scripts/build.sh); off: plain ones.
+PGO ?= on
+export PGO JOBS
 
-.PHONY: all deps test-deps build build-pgo run test test-sanitize fuzz bench check-config clean
+.PHONY: all deps test-deps build retrain run test test-sanitize fuzz bench check-config clean
 
 all: build
 
@@ -18,23 +20,21 @@ deps:
 test-deps:
 	@scripts/install-deps.sh build test
 
-$(BUILD_DIR)/build.ninja:
-	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
+# Profile-guided: the first build trains the gateway on loopback and keeps the profile for later
+# builds (scripts/build.sh).
+build: deps
+	@scripts/build.sh $(BUILD_DIR)
 
-build: deps $(BUILD_DIR)/build.ninja
-	cmake --build $(BUILD_DIR) -j $(JOBS)
-
-# Opt-in: a profile-guided build in PGO_DIR, trained on loopback by the bench's load generator
-# (scripts/pgo-build.sh). `make bench BUILD_DIR=$(PGO_DIR)` measures it.
-build-pgo: deps
-	@scripts/install-deps.sh pgo
-	JOBS=$(JOBS) scripts/pgo-build.sh $(PGO_DIR)
+# Drops the kept profile and trains again (after large changes to the data path).
+retrain: deps
+	rm -rf $(BUILD_DIR)/pgo-profile
+	@scripts/build.sh $(BUILD_DIR)
 
 run: build
 	@scripts/run.sh $(BUILD_DIR)/wsgate $(CONFIG)
 
-test: test-deps $(BUILD_DIR)/build.ninja
-	cmake --build $(BUILD_DIR) -j $(JOBS)
+test: test-deps
+	@scripts/build.sh $(BUILD_DIR)
 	@scripts/test.sh $(BUILD_DIR)
 
 # Same tests on an AddressSanitizer + UndefinedBehaviorSanitizer build.
@@ -52,11 +52,9 @@ fuzz: deps
 	cmake --build $(FUZZ_DIR) -j $(FUZZ_JOBS) --target fuzzers
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_DIR)
 
-# Configured again after the bench packages are in, so that the bench targets exist.
 bench: deps
 	@scripts/install-deps.sh bench
-	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
-	cmake --build $(BUILD_DIR) -j $(JOBS)
+	@scripts/build.sh $(BUILD_DIR)
 	BUILD_DIR=$(BUILD_DIR) bench/run.sh
 
 check-config: build
@@ -64,4 +62,4 @@ check-config: build
 	@for f in config/examples/*.yaml; do $(BUILD_DIR)/wsgate --config $$f --check || exit 1; done
 
 clean:
-	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR) $(PGO_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR)

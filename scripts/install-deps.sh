@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from the archive of the Debian release it runs on (12 bookworm or 13 trixie), whatever
 # of wsgate's build, test or bench dependencies is missing.
-# Usage: scripts/install-deps.sh [build|test|bench|pgo|fuzz]... (default: build test).
+# Usage: scripts/install-deps.sh [build|test|bench|fuzz]... (default: build test).
 set -euo pipefail
 
 # The few names that differ between releases. Boost is pinned to the version whose Asio internals
@@ -26,6 +26,7 @@ build_pkgs=(
   libspdlog-dev libfmt-dev            # logging
   libcli11-dev                        # command line
   libgtest-dev                        # unit tests
+  nlohmann-json3-dev                  # the bench's load generator, which trains every build
 )
 test_pkgs=(
   python3 python3-websockets python3-pytest   # integration tests: real WebSocket peers
@@ -36,9 +37,8 @@ test_pkgs=(
   procps iproute2                             # ps; ip: a test in a network namespace of its own
   openssl                                     # the CLI: test certificates, s_client
 )
-bench_pkgs=(nginx haproxy nlohmann-json3-dev openssl)  # openssl: the wss scenarios' certificate
+bench_pkgs=(nginx haproxy openssl)  # openssl: the wss scenarios' certificate
 fuzz_pkgs=(clang "$clang_rt")  # libFuzzer (`make fuzz`)
-pgo_pkgs=(nlohmann-json3-dev)  # the bench's load generator, which trains `make build-pgo`
 
 groups=("$@")
 [[ ${#groups[@]} -gt 0 ]] || groups=(build test)
@@ -48,9 +48,8 @@ for group in "${groups[@]}"; do
     build) wanted+=("${build_pkgs[@]}") ;;
     test) wanted+=("${test_pkgs[@]}") ;;
     bench) wanted+=("${bench_pkgs[@]}") ;;
-    pgo) wanted+=("${pgo_pkgs[@]}") ;;
     fuzz) wanted+=("${fuzz_pkgs[@]}") ;;
-    *) echo "install-deps: unknown group '$group' (build, test, bench, pgo, fuzz)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown group '$group' (build, test, bench, fuzz)" >&2; exit 2 ;;
   esac
 done
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the profile-instrumented gateway of BUILD_DIR (scripts/pgo-build.sh) under the bench's
+# Runs the profile-instrumented gateway of BUILD_DIR (scripts/build.sh) under the bench's
 # load on loopback: polite and abrupt handshakes, echoes of 64 B, 4 KiB and 64 KiB, in front of
 # the bench's echo backend. The profile is written when the gateway stops. Every step is bounded
 # in time; only the processes started here are stopped, by PID.
@@ -38,6 +38,8 @@ for _ in $(seq 100); do
 done
 echo_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$tmp/echo.out")
 [[ -n $echo_port ]] || fail "the echo backend did not start: $(cat "$tmp/echo.out")"
+port_open "$echo_port" ||
+  fail "cannot connect to 127.0.0.1:$echo_port, where the echo backend listens (no loopback?)"
 
 port=$(quiet_port) || fail "no free port in 20000-29999"
 cat >"$tmp/pgo.yaml" <<YAML

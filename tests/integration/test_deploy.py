@@ -190,13 +190,13 @@ def test_dockerfile_copies_files_that_exist_and_the_binary_the_build_stage_makes
         if source_stage is None:  # from the build context: the repository root
             for source in sources:
                 assert os.path.exists(os.path.join(ROOT, source)), f"COPY {source}: no such file"
-    # The binary copied out of the build stage is the one its cmake commands produce.
+    # The binary copied out of the build stage is the one its build command produces
+    # (scripts/build.sh BUILD_DIR TARGET).
     [(build_name, [binary], installed_at)] = [c for c in docker.copies(docker.runtime) if c[0]]
     build = docker.stage(build_name)
     workdir = docker.all(build, "WORKDIR")[-1][0]
     build_cmds = " ".join(docker.all(build, "RUN"))
-    build_dir = re.search(r"cmake -S \S+ -B (\S+)", build_cmds).group(1)
-    target = re.search(r"--target (\S+)", build_cmds).group(1)
+    build_dir, target = re.search(r"scripts/build\.sh (\S+) (\S+)", build_cmds).groups()
     assert binary == posixpath.join(workdir, build_dir, target)
     entrypoint = docker.all(docker.runtime, "ENTRYPOINT")[-1]
     assert entrypoint[0] == installed_at
