@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the profile-instrumented gateway of BUILD_DIR (scripts/build.sh) under the bench's
-# load on loopback: polite and abrupt handshakes, echoes of 64 B, 4 KiB and 64 KiB, in front of
-# the bench's echo backend. The profile is written when the gateway stops. Every step is bounded
-# in time; only the processes started here are stopped, by PID.
+# load on loopback: polite and abrupt handshakes, echoes of 64 B, 4 KiB and 64 KiB, echoes
+# through the bench's filters and idle sessions they ping, in front of the bench's echo backend.
+# The profile is written when the gateway stops. Every step is bounded in time; only the
+# processes started here are stopped, by PID.
 # Usage: scripts/pgo-train.sh BUILD_DIR
 set -euo pipefail
 
@@ -48,6 +49,17 @@ listeners:
   - name: train
     address: 127.0.0.1:$port
     routes:
+      - name: filtered
+        match: { path_prefix: /filtered }
+        cluster: backend
+        filters:
+          - rate_limit:
+              client_to_upstream: { messages: 10000000/s, bytes: 10GiB/s, action: throttle }
+              upstream_to_client: { messages: 10000000/s, bytes: 10GiB/s, action: close }
+          - keepalive: { interval: 1s, timeout: 1s }
+          - max_duration: { max: 1h, jitter: 10% }
+          - message_size: { max_message_bytes: 1MiB }
+          - utf8: {}
       - name: echo
         match: { path_prefix: / }
         cluster: backend
@@ -74,6 +86,10 @@ load handshakes --concurrency 16 -d 4 --abrupt-close
 load echo -c 50 -k 8 -s 64 -d 2
 load echo -c 50 -k 8 -s 4096 -d 1
 load echo -c 50 -k 8 -s 65536 -d 1
+# The filters of the bench's filtered instances, on text messages, then idle sessions pinged.
+load echo -c 50 -k 8 -s 64 -d 1 --text --path /filtered
+load echo -c 50 -k 8 -s 4096 -d 1 --text --path /filtered
+load hold -c 500 --concurrency 50 --hold 3 --path /filtered
 
 kill -TERM "$gateway"
 for _ in $(seq 300); do

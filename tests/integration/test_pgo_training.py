@@ -35,7 +35,7 @@ def test_training_runs_every_load_and_stops_the_gateway_cleanly():
     reason = bench_tools_missing()
     if reason:
         pytest.skip(reason)
-    # About 12 s of load, each step bounded by `timeout`, then SIGTERM and the gateway's exit
+    # About 18 s of load, each step bounded by `timeout`, then SIGTERM and the gateway's exit
     # status: a step that fails or a gateway that crashes fails the training.
     done, took = train(timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
