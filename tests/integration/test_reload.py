@@ -46,8 +46,9 @@ def rewrite(gw, text):
         f.write(text)
 
 
-async def chatter(url, stop, counts, errors):
-    """One session sending a numbered message every 20 ms and checking each echo, until `stop`."""
+async def chatter(url, stop, counts, errors, up):
+    """One session sending a numbered message every 20 ms and checking each echo, until `stop`;
+    it joins `up` once its first message has come back."""
     try:
         async with wscompat.connect(url) as ws:
             i = 0
@@ -57,6 +58,8 @@ async def chatter(url, stop, counts, errors):
                 if reply != f"m{i}":
                     errors.append(f"sent m{i}, got {reply!r}")
                     return
+                if i == 0:
+                    up.append(1)
                 i += 1
                 counts.append(1)
                 await asyncio.sleep(0.02)
@@ -71,12 +74,17 @@ def under_load(gw, during):
 
     async def main():
         stop = asyncio.Event()
-        counts, errors = [], []
+        counts, errors, up = [], [], []
         tasks = []
         for _ in range(SESSIONS // 20):  # in steps: the backend's listen backlog is 100
-            tasks += [asyncio.create_task(chatter(url, stop, counts, errors)) for _ in range(20)]
+            tasks += [asyncio.create_task(chatter(url, stop, counts, errors, up))
+                      for _ in range(20)]
             await asyncio.sleep(0.05)
-        while len(counts) < SESSIONS * 2 and not errors:
+        # Every session through the gateway before `during()`: on a loaded machine the last
+        # ones can still be connecting when the first have echoed many times.
+        deadline = time.monotonic() + 30
+        while (len(up) < SESSIONS or len(counts) < SESSIONS * 2) and not errors:
+            assert time.monotonic() < deadline, f"{len(up)} of {SESSIONS} sessions up after 30 s"
             await asyncio.sleep(0.05)
         before = len(counts)
         await asyncio.get_running_loop().run_in_executor(None, during)
