@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds wsgate in BUILD_DIR, profile-guided unless PGO=off (docs/benchmarks.md, "Profile-guided
-# optimisation"). The first build compiles the gateway instrumented, trains it on loopback with
-# the bench's load generator (scripts/pgo-train.sh) and compiles it again with the profile. Later
-# builds reuse that profile, so a change compiles once: GCC uses the profile wherever it still
-# matches the code. `make retrain` (or `make clean`) drops it. Where the training cannot run, the
-# build is plain, says why, and is not tried again until the profile is dropped.
+# Builds wsgate in BUILD_DIR, profile-guided unless PGO=off (docs/benchmarks.md, "Clients that
+# close at once", step 6). The first build compiles the gateway instrumented, trains it on
+# loopback with the bench's load generator (scripts/pgo-train.sh) and compiles it again with the
+# profile. Later builds reuse that profile, so a change compiles once: GCC uses the profile
+# wherever it still matches the code. `make retrain` (or `make clean`) drops it. Where the
+# training cannot run, the build is plain, says why, and is not tried again until the profile is
+# dropped.
 # Usage: scripts/build.sh BUILD_DIR [TARGET...]   (JOBS: parallel compiles; PGO: on or off)
 set -euo pipefail
 
